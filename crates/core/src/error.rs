@@ -351,6 +351,13 @@ pub struct ApiError {
     pub code: u16,
     pub reason: Reason,
     pub message: String,
+    /// Boxed: errors travel through every `Result` of the request path, and most are small.
+    pub details: Box<ErrorDetails>,
+}
+
+/// The `details` (and `metadata.continue`) of a `Status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ErrorDetails {
     pub name: Option<String>,
     pub group: Option<String>,
     /// The kind (for Invalid) or the resource (for NotFound and friends), as Kubernetes does.
@@ -363,6 +370,19 @@ pub struct ApiError {
 }
 
 impl std::error::Error for ApiError {}
+
+impl std::ops::Deref for ApiError {
+    type Target = ErrorDetails;
+    fn deref(&self) -> &ErrorDetails {
+        &self.details
+    }
+}
+
+impl std::ops::DerefMut for ApiError {
+    fn deref_mut(&mut self) -> &mut ErrorDetails {
+        &mut self.details
+    }
+}
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -421,13 +441,7 @@ impl ApiError {
             code,
             reason,
             message: message.into(),
-            name: None,
-            group: None,
-            kind: None,
-            uid: None,
-            causes: Vec::new(),
-            retry_after_seconds: None,
-            continue_token: None,
+            details: Box::default(),
         }
     }
 

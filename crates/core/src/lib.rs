@@ -4,13 +4,17 @@
 //! apply, Tables, OpenAPI) and the semantics of the served kinds. Nothing here does I/O: no
 //! async runtime, no HTTP, no store, no kernel. Time and randomness come in as arguments.
 
+pub mod config;
 pub mod decode;
 pub mod error;
 pub mod kinds;
+pub mod net;
 pub mod openapi;
+pub mod patch;
 pub mod resource;
 pub mod schema;
 pub mod selector;
+pub mod ssa;
 pub mod table;
 pub mod validation;
 

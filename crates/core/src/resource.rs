@@ -24,6 +24,9 @@ pub struct ResourceInfo {
     pub tracks_generation: bool,
     /// Whether an update of a missing object creates it (Kubernetes' `AllowCreateOnUpdate`).
     pub allow_create_on_update: bool,
+    /// Whether DELETE returns the deleted object (Kubernetes' `ReturnDeletedObject`) rather than
+    /// a `Status`.
+    pub delete_returns_object: bool,
     /// Whether the object's own name must be a DNS-1035 label (Services) rather than a
     /// DNS-1123 subdomain.
     pub name_rule: NameRule,
@@ -123,6 +126,7 @@ pub static NAMESPACES: ResourceInfo = ResourceInfo {
     has_status: true,
     tracks_generation: false,
     allow_create_on_update: false,
+    delete_returns_object: true,
     name_rule: NameRule::Dns1123Label,
 };
 
@@ -139,6 +143,7 @@ pub static SERVICES: ResourceInfo = ResourceInfo {
     has_status: true,
     tracks_generation: false,
     allow_create_on_update: true,
+    delete_returns_object: true,
     name_rule: NameRule::Dns1035Label,
 };
 

@@ -444,7 +444,9 @@ impl Store for EmbeddedStore {
                     });
                 }
             }
-            Ok(WatchStream::new(prefix, backlog, rx, start))
+            let progress_shared = shared.clone();
+            Ok(WatchStream::new(prefix, backlog, rx, start)
+                .with_progress(Arc::new(move || progress_shared.watchers.published())))
         }
         .boxed()
     }

@@ -13,8 +13,12 @@ use crate::{Event, Revision};
 /// Kubernetes clients do when a watch ends.
 const WATCHER_QUEUE: usize = 4096;
 
+/// Reads the newest revision published to watchers.
+pub type Progress = Arc<dyn Fn() -> Revision + Send + Sync>;
+
 /// A stream of events: first the history that was asked for, then live changes.
 pub struct WatchStream {
+    progress: Option<Progress>,
     prefix: String,
     backlog: VecDeque<Event>,
     live: Option<mpsc::Receiver<Arc<Vec<Event>>>>,
@@ -32,12 +36,38 @@ impl WatchStream {
         start_revision: Revision,
     ) -> Self {
         Self {
+            progress: None,
             prefix,
             backlog,
             live: Some(live),
             current: VecDeque::new(),
             last_revision: start_revision - 1,
         }
+    }
+
+    pub(crate) fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// A revision this watcher has fully caught up with, when it has nothing pending: every
+    /// change under its prefix up to that revision has been returned by `next`. This is what
+    /// a bookmark may carry.
+    pub fn idle_revision(&self) -> Option<Revision> {
+        // Read the published revision before looking at the queues: a change published after
+        // the read can only make the answer conservative, never skip an event.
+        let published = self.progress.as_ref().map(|p| p());
+        let idle = self.backlog.is_empty()
+            && self.current.is_empty()
+            && self.live.as_ref().is_none_or(|r| r.is_empty());
+        if !idle {
+            return None;
+        }
+        Some(
+            published
+                .unwrap_or(self.last_revision)
+                .max(self.last_revision),
+        )
     }
 
     /// The next change, or `None` when the stream has ended (store closed, or this watcher

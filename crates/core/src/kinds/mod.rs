@@ -34,6 +34,8 @@ pub trait Kind: Send + Sync + 'static {
     fn schema(&self) -> &'static TypeSchema;
     /// Decodes a request body into the stored form, applying v1 defaults.
     fn decode(&self, value: Value) -> Result<Decoded, TypeError>;
+    /// Decodes without defaults: a server-side apply configuration is owned exactly as sent.
+    fn normalize(&self, value: Value) -> Result<Decoded, TypeError>;
     /// Clears what users may not set on create and fills what the server owns.
     fn prepare_for_create(&self, obj: &mut Value);
     fn validate(&self, obj: &Value) -> FieldErrors;
@@ -137,6 +139,16 @@ impl<T: TypedKind> Kind for T {
             path: String::new(),
             message: e.to_string(),
         })?;
+        keep_type_meta(&mut value, TypedKind::info(self));
+        Ok(Decoded {
+            value,
+            unknown,
+            warnings,
+        })
+    }
+    fn normalize(&self, mut value: Value) -> Result<Decoded, TypeError> {
+        let warnings = self.pre_decode(&mut value);
+        let (_, mut value, unknown) = canonicalize::<T::Object>(value)?;
         keep_type_meta(&mut value, TypedKind::info(self));
         Ok(Decoded {
             value,
