@@ -545,6 +545,11 @@ impl ApiError {
         e
     }
 
+    /// A 422 without field causes (a patch that does not apply to the object).
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self::base(422, Reason::Invalid, message)
+    }
+
     pub fn method_not_supported(gr: GroupResource<'_>, action: &str) -> Self {
         let mut e = Self::base(
             405,

@@ -769,6 +769,14 @@ impl Registry {
         let mut warnings = Vec::new();
         let mut apply_config = None;
         if patch_type == PatchType::Apply {
+            if !patch.is_object() {
+                return Err(ApiError::bad_request(format!(
+                    "error decoding patch: expected an object, got {}",
+                    json_type(&patch)
+                )));
+            }
+            ssa::check_apply_kind(&patch, info.api_version(), info.kind)
+                .map_err(|e| ssa_error(t, e))?;
             let (config, w) = self.decode_value(
                 t.kind,
                 patch.clone(),
@@ -777,22 +785,6 @@ impl Registry {
                 true,
             )?;
             warnings = w;
-            if config
-                .get("apiVersion")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .is_empty()
-                || config
-                    .get("kind")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .is_empty()
-            {
-                return Err(ApiError::bad_request(format!(
-                    "error decoding YAML: apiVersion and kind must be set in an apply configuration for {}",
-                    info.kind
-                )));
-            }
             match meta_str(&config, "name") {
                 Some(n) if n != t.name => {
                     return Err(ApiError::bad_request(format!(
@@ -858,17 +850,13 @@ impl Registry {
                     PatchType::Merge => patch::merge_patch(current, &patch),
                     PatchType::Strategic => {
                         patch::strategic::strategic_merge_patch(current, &patch, t.kind.schema())
-                            .map_err(|e| PatchError::NotApplicable(e.to_string()))
+                            .map_err(smp_error)
                     }
                     PatchType::Apply => unreachable!("handled above"),
                 }
                 .map_err(|e| match e {
                     PatchError::Malformed(m) => ApiError::bad_request(m),
-                    PatchError::NotApplicable(m) => {
-                        let mut err = ApiError::invalid(t.kind.info().group_kind(), t.name, &[]);
-                        err.message = m;
-                        err
-                    }
+                    PatchError::NotApplicable(m) => ApiError::unprocessable(m),
                 })?;
                 let (obj, w) =
                     self.decode_value(t.kind, patched, dup.clone(), field_validation, false)?;
@@ -1383,12 +1371,31 @@ fn ssa_error(t: Target<'_>, e: ssa::SsaError) -> ApiError {
                 .iter()
                 .map(|c| duostack_core::error::Cause {
                     reason: "FieldManagerConflict".into(),
-                    message: ssa::conflict_cause(c),
-                    field: c.path.clone(),
+                    message: c.cause_message(),
+                    field: c.field().to_owned(),
                 })
                 .collect();
             err
         }
+        // Kubernetes answers these with 500; they are the client's doing, so 422 here.
+        e @ (ssa::SsaError::InvalidConfig { .. }
+        | ssa::SsaError::Merge(_)
+        | ssa::SsaError::Compare(_)) => ApiError::unprocessable(e.to_string()),
         other => ApiError::bad_request(other.to_string()),
+    }
+}
+
+/// Kubernetes answers malformed strategic patches with 400 and patches that don't fit the
+/// object with 422 (where it would answer 500, 422 is used: the client sent something wrong).
+fn smp_error(e: patch::strategic::SmpError) -> PatchError {
+    use patch::strategic::SmpError as E;
+    match e {
+        E::PatchNotObject(_)
+        | E::UnknownPatchType { .. }
+        | E::MergeDirectiveInList
+        | E::BadRetainKeys
+        | E::BadSetElementOrder
+        | E::BadDeleteFromPrimitiveList => PatchError::Malformed(e.to_string()),
+        other => PatchError::NotApplicable(other.to_string()),
     }
 }
