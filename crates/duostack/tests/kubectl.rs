@@ -408,6 +408,7 @@ fn watch_sees_a_change() {
         "{line}"
     );
     let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[test]
