@@ -11,7 +11,7 @@ use duostack_core::openapi::OpenApi;
 use duostack_core::selector::{FieldSelector, LabelSelector};
 use duostack_core::table::{self, IncludeObject};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
 use crate::discovery;
@@ -181,22 +181,44 @@ pub async fn handle(state: Arc<State>, req: http::Request<hyper::body::Incoming>
     resp
 }
 
+/// Past the body limit, this much more is read and dropped so that the client, which is still
+/// sending, gets to read the 413 instead of a broken connection.
+const MAX_DRAIN_BYTES: usize = 64 * 1024 * 1024;
+
+async fn drain(mut body: impl hyper::body::Body<Data = Bytes> + Unpin) {
+    let mut seen = 0usize;
+    while seen < MAX_DRAIN_BYTES {
+        match body.frame().await {
+            Some(Ok(f)) => seen += f.data_ref().map_or(0, |d| d.len()),
+            _ => break,
+        }
+    }
+}
+
 async fn read_body(body: hyper::body::Incoming, headers: &HeaderMap) -> Result<Bytes, ApiError> {
     if let Some(len) =
         header_str(headers, header::CONTENT_LENGTH).and_then(|l| l.parse::<usize>().ok())
         && len > MAX_BODY_BYTES
     {
+        drain(body).await;
         return Err(ApiError::too_large(MAX_BODY_BYTES));
     }
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                Err(ApiError::too_large(MAX_BODY_BYTES))
-            } else {
-                Err(ApiError::bad_request(format!("reading request body: {e}")))
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    loop {
+        match body.frame().await {
+            None => return Ok(buf.freeze()),
+            Some(Ok(frame)) => {
+                if let Some(d) = frame.data_ref() {
+                    if buf.len() + d.len() > MAX_BODY_BYTES {
+                        drain(body).await;
+                        return Err(ApiError::too_large(MAX_BODY_BYTES));
+                    }
+                    buf.extend_from_slice(d);
+                }
+            }
+            Some(Err(e)) => {
+                return Err(ApiError::bad_request(format!("reading request body: {e}")));
             }
         }
     }

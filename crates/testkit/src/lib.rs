@@ -321,6 +321,20 @@ impl ApiClient {
         content_type: Option<&str>,
         body: impl Into<Bytes>,
     ) -> anyhow::Result<Reply> {
+        let headers: Vec<(&str, &str)> = content_type
+            .map(|ct| vec![("content-type", ct)])
+            .unwrap_or_default();
+        self.request_with(method, path, &headers, body).await
+    }
+
+    /// Sends one request with extra headers (an `accept` here replaces the default JSON one).
+    pub async fn request_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> anyhow::Result<Reply> {
         let body = body.into();
         for attempt in 0..2 {
             if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
@@ -332,13 +346,18 @@ impl ApiClient {
                 .method(method)
                 .uri(path)
                 .header(http::header::HOST, self.addr.to_string())
-                .header(http::header::ACCEPT, "application/json")
                 .header(
                     http::header::AUTHORIZATION,
                     format!("Bearer {}", self.token),
                 );
-            if let Some(ct) = content_type {
-                req = req.header(http::header::CONTENT_TYPE, ct);
+            if !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("accept"))
+            {
+                req = req.header(http::header::ACCEPT, "application/json");
+            }
+            for (k, v) in headers {
+                req = req.header(*k, *v);
             }
             let req = req.body(Full::new(body.clone()))?;
             match sender.send_request(req).await {
