@@ -1,7 +1,6 @@
 //! Bad input gets Kubernetes' status codes and a `Status` body; nothing produces a 500, a
 //! panic or a hang. Ends with a property test that throws random bodies at every handler.
 
-use std::cell::RefCell;
 use std::path::Path;
 use std::time::Duration;
 
@@ -460,9 +459,10 @@ fn random_bodies_never_break_the_server() {
         .enable_all()
         .build()
         .unwrap();
-    let api = RefCell::new(c.client().unwrap());
+    let api = tokio::sync::Mutex::new(c.client().unwrap());
     rt.block_on(async {
-        api.borrow_mut()
+        api.lock()
+            .await
             .post_json(SVCS, &svc("target"))
             .await
             .unwrap();
@@ -577,7 +577,8 @@ fn random_bodies_never_break_the_server() {
                 let r = rt.block_on(async {
                     tokio::time::timeout(
                         Duration::from_secs(10),
-                        api.borrow_mut()
+                        api.lock()
+                            .await
                             .request(method, &path, Some(ct), body.clone()),
                     )
                     .await
@@ -608,6 +609,6 @@ fn random_bodies_never_break_the_server() {
             .await
             .unwrap();
         assert!(r.status == 200 || r.status == 404, "{}", r.text());
-        assert_eq!(api.borrow_mut().get("/readyz").await.unwrap().status, 200);
+        assert_eq!(api.lock().await.get("/readyz").await.unwrap().status, 200);
     });
 }
