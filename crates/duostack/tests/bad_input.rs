@@ -604,7 +604,8 @@ fn random_bodies_never_break_the_server() {
     // Still healthy afterwards.
     rt.block_on(async {
         let r = api
-            .borrow_mut()
+            .lock()
+            .await
             .get(&format!("{SVCS}/target"))
             .await
             .unwrap();
