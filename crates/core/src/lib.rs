@@ -11,6 +11,7 @@ pub mod kinds;
 pub mod net;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod resource;
 pub mod schema;
 pub mod selector;

@@ -9,6 +9,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use duostack_core::config::{NetworkConfig, NetworkFlags};
 use duostack_server::{ServerConfig, StoreConfig};
 
+// The API server allocates many short-lived JSON values per request; glibc's malloc showed as
+// a fifth of the server's CPU under load.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "duostack",

@@ -461,3 +461,40 @@ fn namespace_deletion_removes_its_objects() {
     let err = c.kubectl_err(&["delete", "ns", "default"]);
     assert!(err.contains("this namespace may not be deleted"), "{err}");
 }
+
+#[test]
+fn generator_commands_send_protobuf() {
+    let Some(c) = cluster("generator_commands_send_protobuf") else {
+        return;
+    };
+    // kubectl's typed clients send these bodies as Kubernetes protobuf.
+    assert_eq!(
+        c.kubectl_ok(&["create", "namespace", "foo"]).trim(),
+        "namespace/foo created"
+    );
+    assert_eq!(
+        c.kubectl_ok(&[
+            "create",
+            "service",
+            "clusterip",
+            "web",
+            "--tcp=80:8080",
+            "-n",
+            "foo"
+        ])
+        .trim(),
+        "service/web created"
+    );
+    let v = json(&c, &["get", "svc", "web", "-n", "foo"]);
+    assert_eq!(
+        v["spec"]["ports"],
+        serde_json::json!([{"name": "80-8080", "port": 80, "protocol": "TCP", "targetPort": 8080}])
+    );
+    assert_eq!(v["spec"]["selector"], serde_json::json!({"app": "web"}));
+    let v = json(&c, &["get", "ns", "foo"]);
+    assert_eq!(
+        v["metadata"]["labels"]["kubernetes.io/metadata.name"],
+        "foo"
+    );
+    assert_eq!(v["spec"]["finalizers"], serde_json::json!(["kubernetes"]));
+}

@@ -386,6 +386,25 @@ fn list_options(q: &Query) -> Result<ListOptions, ApiError> {
     })
 }
 
+/// Turns a protobuf body (what kubectl's typed clients send, e.g. `kubectl create namespace`)
+/// into the equivalent JSON, so the rest of the pipeline sees one format.
+fn protobuf_to_json(body: Bytes, ct: Option<&str>) -> Result<(Bytes, Option<&str>), ApiError> {
+    use duostack_core::protobuf::{self, ProtoError};
+    if !ct.is_some_and(protobuf::is_protobuf_content_type) {
+        return Ok((body, ct));
+    }
+    let value = protobuf::decode(&body).map_err(|e| match e {
+        ProtoError::UnsupportedKind { .. } => {
+            ApiError::unsupported_media_type(format!("{e}; send this kind as application/json"))
+        }
+        other => ApiError::bad_request(format!(
+            "the object provided is unrecognized: protobuf decoding error: {other}"
+        )),
+    })?;
+    let json = serde_json::to_vec(&value).unwrap_or_default();
+    Ok((Bytes::from(json), Some("application/json")))
+}
+
 async fn resource(
     state: &Arc<State>,
     kind: &'static dyn Kind,
@@ -442,6 +461,7 @@ async fn resource(
             }
             Method::POST => {
                 let body = read_body(body, &parts.headers).await?;
+                let (body, ct) = protobuf_to_json(body, ct)?;
                 let opts = WriteOptions::from_query(&q, ua, false)?;
                 let o = registry
                     .create(kind, ns, &body, body_format(ct)?, &opts)
@@ -501,6 +521,7 @@ async fn resource(
         }
         Method::PUT => {
             let body = read_body(body, &parts.headers).await?;
+            let (body, ct) = protobuf_to_json(body, ct)?;
             let opts = WriteOptions::from_query(&q, ua, false)?;
             let o = registry.update(t, &body, body_format(ct)?, &opts).await?;
             Ok(reply::object(o.code, &o.object, format, &o.warnings))
@@ -514,6 +535,7 @@ async fn resource(
         }
         Method::DELETE if !t.status => {
             let body = read_body(body, &parts.headers).await?;
+            let (body, _) = protobuf_to_json(body, ct)?;
             let dry = WriteOptions::from_query(&q, ua, false)?.dry_run;
             let o = registry.delete(t, &body, dry).await?;
             Ok(reply::object(o.code, &o.object, format, &o.warnings))

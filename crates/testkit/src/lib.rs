@@ -28,6 +28,17 @@ pub fn skip(test: &str, why: &str) {
         panic!("{test}: prerequisite missing under CI=true: {why}");
     }
     eprintln!("SKIPPED {test}: {why}");
+    // cargo test hides a passing test's output; the test script reads this file instead.
+    if let Some(path) = std::env::var_os("DUOSTACK_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "SKIPPED {test}: {why}");
+        }
+    }
 }
 
 /// The kubectl binary, if installed.

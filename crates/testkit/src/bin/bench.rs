@@ -1,1 +1,222 @@
-fn main() {}
+//! `duostack-bench`: load against a real `duostack server` process over HTTPS.
+//!
+//! `duostack-bench api` measures Service create and get throughput and latency with 1 and 16
+//! concurrent clients (each with its own keep-alive connection) against the embedded store,
+//! and the server's idle resident memory. Every acknowledged create is fsynced by the server.
+//! Results are printed as Markdown for BENCHMARKS.md.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use duostack_testkit::{ApiClient, Cluster};
+use serde_json::json;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create/get throughput and latency, and idle RSS.
+    Api {
+        /// Concurrent clients per run.
+        #[arg(long, value_delimiter = ',', default_value = "1,16")]
+        clients: Vec<usize>,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// The duostack binary (default: next to this one).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
+}
+
+fn default_binary() -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe().context("locating this binary")?;
+    let bin = me.with_file_name("duostack");
+    if !bin.exists() {
+        bail!(
+            "{} not found; build it with `cargo build --release -p duostack`",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// Latency samples and a count.
+struct Run {
+    ops: u64,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+    errors: u64,
+}
+
+impl Run {
+    fn per_sec(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+    fn pct(&self, p: f64) -> f64 {
+        let mut v = self.latencies_us.clone();
+        v.sort_unstable();
+        if v.is_empty() {
+            return 0.0;
+        }
+        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+        v[i] as f64 / 1000.0
+    }
+}
+
+/// Runs `op` in a loop on `clients` connections for `seconds`. `op` takes the connection and
+/// hands it back with whether the operation succeeded.
+async fn run_load<F, Fut>(
+    cluster: &Cluster,
+    clients: usize,
+    seconds: u64,
+    op: F,
+) -> anyhow::Result<Run>
+where
+    F: Fn(usize, u64, ApiClient) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = (bool, ApiClient)> + Send,
+{
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    let started = Instant::now();
+    for c in 0..clients {
+        let mut client = cluster.client()?;
+        client.get("/readyz").await?;
+        let op = op.clone();
+        let errors = errors.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let (ok, back) = op(c, i, client).await;
+                client = back;
+                if ok {
+                    lat.push(t.elapsed().as_micros() as u64);
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+                i += 1;
+            }
+            lat
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    for t in tasks {
+        latencies_us.extend(t.await?);
+    }
+    let elapsed = started.elapsed();
+    Ok(Run {
+        ops: latencies_us.len() as u64,
+        elapsed,
+        latencies_us,
+        errors: errors.load(Ordering::Relaxed),
+    })
+}
+
+async fn api(clients: Vec<usize>, seconds: u64, binary: PathBuf) -> anyhow::Result<()> {
+    let cluster = Cluster::start(&binary, &[])?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_rss = cluster.rss_kib().unwrap_or(0);
+    println!("server: {} (pid {:?})", binary.display(), cluster.pid());
+    println!("idle RSS after start: {:.1} MiB", idle_rss as f64 / 1024.0);
+    println!();
+    println!("| operation | clients | ops/s | p50 ms | p99 ms | errors |");
+    println!("|---|---|---|---|---|---|");
+    let mut created: Vec<(usize, usize, u64)> = Vec::new();
+    for (round, &n) in clients.iter().enumerate() {
+        let create = run_load(&cluster, n, seconds, move |c, i, mut client: ApiClient| {
+            let body = json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": format!("bench-{round}-{c}-{i}"), "labels": {"app": "bench"}},
+                "spec": {"selector": {"app": "bench"}, "ports": [{"name": "http", "port": 80}, {"name": "https", "port": 443}]}});
+            let body = serde_json::to_vec(&body).unwrap_or_default();
+            async move {
+                let r = client
+                    .request("POST", "/api/v1/namespaces/default/services", Some("application/json"), body)
+                    .await;
+                (matches!(r, Ok(ref r) if r.status == 201), client)
+            }
+        })
+        .await;
+        let create = create?;
+        println!(
+            "| create Service | {n} | {:.0} | {:.2} | {:.2} | {} |",
+            create.per_sec(),
+            create.pct(0.5),
+            create.pct(0.99),
+            create.errors
+        );
+        created.push((round, n, create.ops));
+    }
+    let names: Arc<Vec<String>> = Arc::new({
+        let mut c = cluster.client()?;
+        let list = c
+            .get("/api/v1/namespaces/default/services?limit=2000")
+            .await?
+            .json();
+        list["items"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    });
+    for &n in &clients {
+        let names = names.clone();
+        let get = run_load(&cluster, n, seconds, move |c, i, mut client: ApiClient| {
+            let name = names[(c * 7919 + i as usize) % names.len()].clone();
+            async move {
+                let r = client
+                    .get(&format!("/api/v1/namespaces/default/services/{name}"))
+                    .await;
+                (matches!(r, Ok(ref r) if r.status == 200), client)
+            }
+        })
+        .await?;
+        println!(
+            "| get Service | {n} | {:.0} | {:.2} | {:.2} | {} |",
+            get.per_sec(),
+            get.pct(0.5),
+            get.pct(0.99),
+            get.errors
+        );
+    }
+    let total: u64 = created.iter().map(|(_, _, n)| n).sum();
+    println!();
+    println!(
+        "RSS after {total} creates and the get runs: {:.1} MiB",
+        cluster.rss_kib().unwrap_or(0) as f64 / 1024.0
+    );
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Cmd::Api {
+            clients,
+            seconds,
+            binary,
+        } => {
+            let binary = match binary {
+                Some(b) => b,
+                None => default_binary()?,
+            };
+            rt.block_on(api(clients, seconds, binary))
+        }
+    }
+}
