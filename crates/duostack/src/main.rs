@@ -72,6 +72,9 @@ struct ServerArgs {
     /// Seconds between store compactions (history older than one interval is dropped).
     #[arg(long, default_value_t = 300, hide = true)]
     compaction_interval: u64,
+    /// Seconds between bookmarks on idle watches that allow them.
+    #[arg(long, default_value_t = 60, hide = true)]
+    bookmark_interval: u64,
 }
 
 fn validate(args: &ServerArgs) -> anyhow::Result<(ServerConfig, NetworkConfig)> {
@@ -119,6 +122,9 @@ fn validate(args: &ServerArgs) -> anyhow::Result<(ServerConfig, NetworkConfig)> 
     if args.compaction_interval == 0 {
         bail!("invalid value \"0\" for flag --compaction-interval: must be at least 1 second");
     }
+    if args.bookmark_interval == 0 {
+        bail!("invalid value \"0\" for flag --bookmark-interval: must be at least 1 second");
+    }
     if args.data_dir.exists() && !args.data_dir.is_dir() {
         bail!(
             "invalid value {:?} for flag --data-dir: exists and is not a directory",
@@ -131,6 +137,7 @@ fn validate(args: &ServerArgs) -> anyhow::Result<(ServerConfig, NetworkConfig)> 
             data_dir: args.data_dir.clone(),
             store,
             compaction_interval: Duration::from_secs(args.compaction_interval),
+            bookmark_interval: Duration::from_secs(args.bookmark_interval),
         },
         network,
     ))

@@ -460,3 +460,42 @@ async fn discovery_openapi_and_tables() {
     assert_eq!(y.headers["content-type"], "application/yaml");
     assert!(y.text().contains("kind: Service"), "{}", y.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_watches_get_bookmarks_that_cover_every_write() {
+    let c = start(&["--bookmark-interval", "1"]);
+    let mut api = c.client().unwrap();
+    let mut w = api
+        .watch(&format!(
+            "{SVCS}?watch=true&resourceVersion=0&allowWatchBookmarks=true"
+        ))
+        .await
+        .unwrap();
+    // A write elsewhere moves the revision on; the bookmark may then carry it, because this
+    // watch has nothing pending.
+    let other = api
+        .post_json(
+            "/api/v1/namespaces",
+            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "elsewhere"}}),
+        )
+        .await
+        .unwrap()
+        .json();
+    let mut bookmark = None;
+    for _ in 0..5 {
+        let ev = w.next(Duration::from_secs(3)).await.unwrap();
+        if ev["type"] == "BOOKMARK" && rv(&ev["object"]) >= rv(&other) {
+            bookmark = Some(ev);
+            break;
+        }
+    }
+    let bm = bookmark.expect("a bookmark at or past the latest write");
+    assert_eq!(bm["object"]["kind"], "Service");
+    assert!(bm["object"]["metadata"].get("name").is_none());
+    // Without allowWatchBookmarks there are none.
+    let mut quiet = api
+        .watch(&format!("{SVCS}?watch=true&resourceVersion=0"))
+        .await
+        .unwrap();
+    assert!(quiet.next(Duration::from_millis(2500)).await.is_none());
+}

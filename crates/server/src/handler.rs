@@ -25,6 +25,8 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
 pub struct State {
     pub registry: Arc<Registry>,
+    /// How often idle watches get bookmarks (Kubernetes: about a minute).
+    pub bookmark_interval: Duration,
     pub token: String,
     pub openapi: OpenApi,
     pub server_address: String,
@@ -449,7 +451,7 @@ async fn resource(
         return match method {
             Method::GET | Method::HEAD => {
                 if q.flag("watch")? {
-                    let params = watch_params(&q, format)?;
+                    let params = watch_params(&q, format, state.bookmark_interval)?;
                     return watch::watch(registry.clone(), kind, rp.namespace.clone(), params)
                         .await;
                 }
@@ -547,7 +549,11 @@ async fn resource(
     }
 }
 
-fn watch_params(q: &Query, format: Format) -> Result<WatchParams, ApiError> {
+fn watch_params(
+    q: &Query,
+    format: Format,
+    bookmark_interval: Duration,
+) -> Result<WatchParams, ApiError> {
     let opts = list_options(q)?;
     let send_initial_events = match q.get("sendInitialEvents") {
         None | Some("") => None,
@@ -569,6 +575,7 @@ fn watch_params(q: &Query, format: Format) -> Result<WatchParams, ApiError> {
         field: opts.field,
         format,
         include: IncludeObject::parse(q.get("includeObject")).map_err(ApiError::bad_request)?,
+        bookmark_interval,
     })
 }
 

@@ -42,6 +42,8 @@ pub struct ServerConfig {
     pub store: StoreConfig,
     /// How often history is compacted (kube-apiserver's `--etcd-compaction-interval`).
     pub compaction_interval: Duration,
+    /// How often idle watches that allow bookmarks get one.
+    pub bookmark_interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +162,7 @@ pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
     let openapi = OpenApi::build(&kinds, version["gitVersion"].as_str().unwrap_or("v1.37.0"));
     let state = Arc::new(handler::State {
         registry: registry.clone(),
+        bookmark_interval: config.bookmark_interval,
         token: creds.token.clone(),
         openapi,
         server_address: tls::client_address(local_addr).to_string(),

@@ -19,8 +19,6 @@ use tokio::sync::mpsc;
 use crate::registry::{ListOptions, Registry, from_stored, parse_rv, store_error};
 use crate::reply::{self, Format, Response};
 
-/// How often an idle watch with `allowWatchBookmarks` gets a bookmark.
-const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
 /// The annotation on the bookmark that ends a `sendInitialEvents` watch's initial state.
 const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
 
@@ -35,6 +33,8 @@ pub struct WatchParams {
     pub field: FieldSelector,
     pub format: Format,
     pub include: IncludeObject,
+    /// How often an idle watch with `allowWatchBookmarks` gets a bookmark.
+    pub bookmark_interval: Duration,
 }
 
 /// Checks the ListOptions combinations Kubernetes forbids for watches.
@@ -265,6 +265,7 @@ pub async fn watch(
 
     let bookmarks = p.allow_bookmarks;
     let timeout = p.timeout;
+    let bookmark_interval = p.bookmark_interval;
     tokio::spawn(async move {
         for l in initial_lines {
             if tx.send(l).await.is_err() {
@@ -273,7 +274,7 @@ pub async fn watch(
         }
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
-        let mut tick = tokio::time::interval(BOOKMARK_INTERVAL);
+        let mut tick = tokio::time::interval(bookmark_interval);
         tick.tick().await;
         let mut last_sent = start;
         loop {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use duostack_testkit::{ApiClient, Cluster};
+use duostack_testkit::{ApiClient, Cluster, cpu_seconds};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -51,6 +51,8 @@ fn default_binary() -> anyhow::Result<PathBuf> {
 
 /// Latency samples and a count.
 struct Run {
+    /// Server CPU seconds used during the run.
+    server_cpu: f64,
     ops: u64,
     elapsed: Duration,
     latencies_us: Vec<u64>,
@@ -60,6 +62,15 @@ struct Run {
 impl Run {
     fn per_sec(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+    /// Server CPU per operation, in microseconds.
+    fn cpu_us(&self) -> f64 {
+        self.server_cpu * 1e6 / self.ops.max(1) as f64
+    }
+    /// Share of the machine's cores the server used.
+    fn cpu_share(&self) -> f64 {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        self.server_cpu / self.elapsed.as_secs_f64() / cores * 100.0
     }
     fn pct(&self, p: f64) -> f64 {
         let mut v = self.latencies_us.clone();
@@ -87,6 +98,7 @@ where
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let errors = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
+    let cpu_before = cluster.pid().and_then(cpu_seconds).unwrap_or(0.0);
     let started = Instant::now();
     for c in 0..clients {
         let mut client = cluster.client()?;
@@ -115,7 +127,9 @@ where
         latencies_us.extend(t.await?);
     }
     let elapsed = started.elapsed();
+    let server_cpu = cluster.pid().and_then(cpu_seconds).unwrap_or(0.0) - cpu_before;
     Ok(Run {
+        server_cpu,
         ops: latencies_us.len() as u64,
         elapsed,
         latencies_us,
@@ -130,8 +144,10 @@ async fn api(clients: Vec<usize>, seconds: u64, binary: PathBuf) -> anyhow::Resu
     println!("server: {} (pid {:?})", binary.display(), cluster.pid());
     println!("idle RSS after start: {:.1} MiB", idle_rss as f64 / 1024.0);
     println!();
-    println!("| operation | clients | ops/s | p50 ms | p99 ms | errors |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| operation | clients | ops/s | p50 ms | p99 ms | errors | server CPU µs/op | server share of all cores |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     let mut created: Vec<(usize, usize, u64)> = Vec::new();
     for (round, &n) in clients.iter().enumerate() {
         let create = run_load(&cluster, n, seconds, move |c, i, mut client: ApiClient| {
@@ -149,11 +165,13 @@ async fn api(clients: Vec<usize>, seconds: u64, binary: PathBuf) -> anyhow::Resu
         .await;
         let create = create?;
         println!(
-            "| create Service | {n} | {:.0} | {:.2} | {:.2} | {} |",
+            "| create Service | {n} | {:.0} | {:.2} | {:.2} | {} | {:.0} | {:.0}% |",
             create.per_sec(),
             create.pct(0.5),
             create.pct(0.99),
-            create.errors
+            create.errors,
+            create.cpu_us(),
+            create.cpu_share()
         );
         created.push((round, n, create.ops));
     }
@@ -185,11 +203,13 @@ async fn api(clients: Vec<usize>, seconds: u64, binary: PathBuf) -> anyhow::Resu
         })
         .await?;
         println!(
-            "| get Service | {n} | {:.0} | {:.2} | {:.2} | {} |",
+            "| get Service | {n} | {:.0} | {:.2} | {:.2} | {} | {:.0} | {:.0}% |",
             get.per_sec(),
             get.pct(0.5),
             get.pct(0.99),
-            get.errors
+            get.errors,
+            get.cpu_us(),
+            get.cpu_share()
         );
     }
     let total: u64 = created.iter().map(|(_, _, n)| n).sum();
