@@ -4,6 +4,7 @@
 //! apply, Tables, OpenAPI) and the semantics of the served kinds. Nothing here does I/O: no
 //! async runtime, no HTTP, no store, no kernel. Time and randomness come in as arguments.
 
+pub mod alloc;
 pub mod config;
 pub mod decode;
 pub mod error;
