@@ -82,6 +82,28 @@ impl BadValue {
     }
 }
 
+impl BadValue {
+    /// A list as Go's `%#v` prints it: `[]string{"a", "b"}`, `[]string(nil)` when absent.
+    pub fn go_list(go_type: &str, items: Option<&[String]>) -> Self {
+        match items {
+            None => BadValue::Raw(format!("[]{go_type}(nil)")),
+            Some(items) => BadValue::Raw(format!(
+                "[]{go_type}{{{}}}",
+                items
+                    .iter()
+                    .map(|s| go_quote(s))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+
+    /// An optional string (a Go pointer): its value, or `null`.
+    pub fn opt_str(v: Option<&str>) -> Self {
+        v.map_or(BadValue::Null, |s| BadValue::Str(s.to_owned()))
+    }
+}
+
 impl From<&str> for BadValue {
     fn from(s: &str) -> Self {
         BadValue::Str(s.to_owned())

@@ -147,6 +147,23 @@ pub static SERVICES: ResourceInfo = ResourceInfo {
     name_rule: NameRule::Dns1035Label,
 };
 
+pub static EVENTS: ResourceInfo = ResourceInfo {
+    group: "",
+    version: "v1",
+    kind: "Event",
+    list_kind: "EventList",
+    plural: "events",
+    singular: "event",
+    short_names: &["ev"],
+    categories: &[],
+    namespaced: true,
+    has_status: false,
+    tracks_generation: false,
+    allow_create_on_update: true,
+    delete_returns_object: false,
+    name_rule: NameRule::Dns1123Subdomain,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

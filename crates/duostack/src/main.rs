@@ -75,9 +75,12 @@ struct ServerArgs {
     /// Seconds between bookmarks on idle watches that allow them.
     #[arg(long, default_value_t = 60, hide = true)]
     bookmark_interval: u64,
+    /// Seconds between allocation repair passes (one also runs at start).
+    #[arg(long, default_value_t = 180, hide = true)]
+    repair_interval: u64,
 }
 
-fn validate(args: &ServerArgs) -> anyhow::Result<(ServerConfig, NetworkConfig)> {
+fn validate(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
     let network = NetworkConfig::from_flags(&NetworkFlags {
         service_cluster_ip_range: args.service_cluster_ip_range.clone(),
         cluster_cidr: args.cluster_cidr.clone(),
@@ -122,6 +125,9 @@ fn validate(args: &ServerArgs) -> anyhow::Result<(ServerConfig, NetworkConfig)> 
     if args.compaction_interval == 0 {
         bail!("invalid value \"0\" for flag --compaction-interval: must be at least 1 second");
     }
+    if args.repair_interval == 0 {
+        bail!("invalid value \"0\" for flag --repair-interval: must be at least 1 second");
+    }
     if args.bookmark_interval == 0 {
         bail!("invalid value \"0\" for flag --bookmark-interval: must be at least 1 second");
     }
@@ -131,21 +137,20 @@ fn validate(args: &ServerArgs) -> anyhow::Result<(ServerConfig, NetworkConfig)> 
             args.data_dir.display().to_string()
         );
     }
-    Ok((
-        ServerConfig {
-            listen: args.listen,
-            data_dir: args.data_dir.clone(),
-            store,
-            compaction_interval: Duration::from_secs(args.compaction_interval),
-            bookmark_interval: Duration::from_secs(args.bookmark_interval),
-        },
+    Ok(ServerConfig {
+        listen: args.listen,
+        data_dir: args.data_dir.clone(),
+        store,
+        compaction_interval: Duration::from_secs(args.compaction_interval),
+        bookmark_interval: Duration::from_secs(args.bookmark_interval),
         network,
-    ))
+        repair_interval: Duration::from_secs(args.repair_interval),
+    })
 }
 
 async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     // Everything is validated before anything is written.
-    let (config, _network) = validate(&args)?;
+    let config = validate(&args)?;
     let server = duostack_server::start(config)
         .await
         .context("starting the server")?;

@@ -7,11 +7,22 @@ use std::time::Duration;
 use duostack_testkit::{ApiClient, Cluster};
 use serde_json::{Value, json};
 
-const SVCS: &str = "/api/v1/namespaces/default/services";
+// A namespace of its own: `default` holds the `kubernetes` Service.
+const SVCS: &str = "/api/v1/namespaces/test/services";
 const T: Duration = Duration::from_secs(10);
 
-fn start(args: &[&str]) -> Cluster {
-    Cluster::start(Path::new(env!("CARGO_BIN_EXE_duostack")), args).expect("start server")
+async fn start(args: &[&str]) -> Cluster {
+    let c = Cluster::start(Path::new(env!("CARGO_BIN_EXE_duostack")), args).expect("start server");
+    let mut api = c.client().unwrap();
+    let r = api
+        .post_json(
+            "/api/v1/namespaces",
+            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "test"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    c
 }
 
 fn svc(name: &str, labels: Value) -> Value {
@@ -44,7 +55,7 @@ fn names(list: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paging_is_a_consistent_snapshot() {
-    let c = start(&[]);
+    let c = start(&[]).await;
     let mut api = c.client().unwrap();
     for i in 0..25 {
         create(
@@ -97,10 +108,10 @@ async fn paging_is_a_consistent_snapshot() {
         .unwrap()
         .json();
     assert_eq!(names(&one), ["s03"]);
-    let not = api.get(&format!("{SVCS}?fieldSelector=metadata.name!%3Ds03,metadata.namespace%3Ddefault&labelSelector=parity%3Dodd")).await.unwrap().json();
+    let not = api.get(&format!("{SVCS}?fieldSelector=metadata.name!%3Ds03,metadata.namespace%3Dtest&labelSelector=parity%3Dodd")).await.unwrap().json();
     assert_eq!(names(&not).len(), 11);
     let all_ns = api
-        .get("/api/v1/services?fieldSelector=metadata.namespace%3Ddefault")
+        .get("/api/v1/services?fieldSelector=metadata.namespace%3Dtest")
         .await
         .unwrap()
         .json();
@@ -109,7 +120,7 @@ async fn paging_is_a_consistent_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_delivers_changes_and_selector_transitions() {
-    let c = start(&[]);
+    let c = start(&[]).await;
     let mut api = c.client().unwrap();
     let list = api.get(SVCS).await.unwrap().json();
     let start_rv = list["metadata"]["resourceVersion"]
@@ -185,7 +196,7 @@ async fn watch_delivers_changes_and_selector_transitions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_initial_events_ends_with_a_bookmark() {
-    let c = start(&[]);
+    let c = start(&[]).await;
     let mut api = c.client().unwrap();
     create(&mut api, "x", json!({})).await;
     create(&mut api, "y", json!({})).await;
@@ -212,7 +223,7 @@ async fn send_initial_events_ends_with_a_bookmark() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compacted_versions_are_gone() {
-    let c = start(&["--compaction-interval", "1"]);
+    let c = start(&["--compaction-interval", "1"]).await;
     let mut api = c.client().unwrap();
     let old = create(&mut api, "old", json!({})).await;
     create(&mut api, "newer", json!({})).await;
@@ -263,7 +274,7 @@ fn rand_suffix() -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_generate_name_and_preconditions() {
-    let c = start(&[]);
+    let c = start(&[]).await;
     let mut api = c.client().unwrap();
     let r = api
         .post_json(&format!("{SVCS}?dryRun=All"), &svc("dry", json!({})))
@@ -351,7 +362,7 @@ async fn dry_run_generate_name_and_preconditions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_openapi_and_tables() {
-    let c = start(&[]);
+    let c = start(&[]).await;
     let mut api = c.client().unwrap();
     let v = api.get("/api").await.unwrap().json();
     assert_eq!(v["kind"], "APIVersions");
@@ -463,7 +474,7 @@ async fn discovery_openapi_and_tables() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_watches_get_bookmarks_that_cover_every_write() {
-    let c = start(&["--bookmark-interval", "1"]);
+    let c = start(&["--bookmark-interval", "1"]).await;
     let mut api = c.client().unwrap();
     let mut w = api
         .watch(&format!(

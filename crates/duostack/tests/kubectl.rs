@@ -163,17 +163,32 @@ fn create_get_yaml_json_and_table() {
             "AGE"
         ]
     );
+    let row = |r: &[Vec<String>], name: &str| -> Vec<String> {
+        r.iter()
+            .find(|row| row.iter().any(|c| c == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no row {name} in {r:?}"))
+    };
+    let web = row(&r, "web");
+    assert_eq!(web[1], "ClusterIP");
+    assert!(web[2].starts_with("10.96."), "{web:?}");
+    assert_eq!(web[3..5], ["<none>", "80/TCP,443/TCP"]);
+    // The API server's own Service has the first address of the primary range.
     assert_eq!(
-        &r[1][..5],
-        ["web", "ClusterIP", "<none>", "<none>", "80/TCP,443/TCP"]
+        row(&r, "kubernetes")[..5],
+        ["kubernetes", "ClusterIP", "10.96.0.1", "<none>", "443/TCP"]
     );
     let out = c.kubectl_ok(&["get", "svc", "-o", "wide"]);
     let r = rows(&out);
     assert_eq!(r[0].last().map(String::as_str), Some("SELECTOR"));
-    assert_eq!(r[1].last().map(String::as_str), Some("app=web"));
+    assert_eq!(row(&r, "web").last().map(String::as_str), Some("app=web"));
+    assert_eq!(
+        row(&r, "kubernetes").last().map(String::as_str),
+        Some("<none>")
+    );
     let out = c.kubectl_ok(&["get", "svc", "-A"]);
     assert_eq!(rows(&out)[0][0], "NAMESPACE");
-    assert_eq!(rows(&out)[1][..2], ["default", "web"]);
+    assert_eq!(row(&rows(&out), "web")[..2], ["default", "web"]);
 }
 
 #[test]
@@ -367,7 +382,7 @@ fn watch_sees_a_change() {
     let f = write(c.dir.path(), "web.yaml", WEB);
     c.kubectl_ok(&["create", "-f", &f]);
     let mut child = c
-        .kubectl_cmd(&["get", "svc", "-w", "--output-watch-events"])
+        .kubectl_cmd(&["get", "svc", "-w", "--output-watch-events", "-l", "app=web"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

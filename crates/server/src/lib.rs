@@ -17,10 +17,14 @@ use duostack_store::embedded::{EmbeddedOptions, EmbeddedStore};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
+pub mod allocations;
 pub mod controllers;
 pub mod discovery;
+pub mod events;
 pub mod handler;
+pub mod hooks;
 pub mod registry;
+pub mod repair;
 pub mod reply;
 pub mod request;
 pub mod tls;
@@ -44,6 +48,10 @@ pub struct ServerConfig {
     pub compaction_interval: Duration,
     /// How often idle watches that allow bookmarks get one.
     pub bookmark_interval: Duration,
+    /// Service and pod ranges, validated.
+    pub network: duostack_core::config::NetworkConfig,
+    /// How often the allocation repair pass runs (it also runs at start).
+    pub repair_interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,14 +162,33 @@ pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
     let creds = tls::load_or_create(&config.data_dir, local_addr)?;
 
     let kinds = kinds::all();
-    let registry = Arc::new(registry::Registry::new(store, kinds.clone()));
+    let allocations = Arc::new(allocations::ServiceAllocations::new(config.network.clone()));
+    let registry = Arc::new(registry::Registry::new(store, kinds.clone()).with_hooks(
+        &duostack_core::resource::SERVICES,
+        Arc::new(allocations::ServiceHooks {
+            alloc: allocations.clone(),
+        }),
+    ));
     bootstrap::ensure_builtins(&registry)
+        .await
+        .map_err(ServerError::Bootstrap)?;
+    // Repair before serving: memory is rebuilt from the store, and anything a crash or an
+    // older version left inconsistent is fixed and reported.
+    let reported = Arc::new(repair::Reported::default());
+    let report = repair::repair(&registry, &allocations, &reported, true)
+        .await
+        .map_err(ServerError::Bootstrap)?;
+    if report != repair::RepairReport::default() {
+        tracing::warn!(?report, "allocation repair at start found problems");
+    }
+    bootstrap::ensure_kubernetes_service(&registry, &config.network, local_addr.port())
         .await
         .map_err(ServerError::Bootstrap)?;
     let version = discovery::version();
     let openapi = OpenApi::build(&kinds, version["gitVersion"].as_str().unwrap_or("v1.37.0"));
     let state = Arc::new(handler::State {
         registry: registry.clone(),
+        allocations: allocations.clone(),
         bookmark_interval: config.bookmark_interval,
         token: creds.token.clone(),
         openapi,
@@ -174,8 +201,15 @@ pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
     let acceptor = tokio_rustls::TlsAcceptor::from(creds.server_config.clone());
     let bg_registry = registry.clone();
     let compaction = config.compaction_interval;
+    let repair_interval = config.repair_interval;
     let task = tokio::spawn(async move {
         let ns = tokio::spawn(controllers::namespace_controller(bg_registry.clone()));
+        let repairer = tokio::spawn(repair::repair_loop(
+            bg_registry.clone(),
+            allocations,
+            reported,
+            repair_interval,
+        ));
         let compactor = tokio::spawn(controllers::compactor(bg_registry, compaction));
         loop {
             tokio::select! {
@@ -207,6 +241,7 @@ pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
         }
         ns.abort();
         compactor.abort();
+        repairer.abort();
     });
     tracing::info!(%local_addr, kubeconfig = %kubeconfig.display(), "duostack server listening");
     Ok(Server {

@@ -11,7 +11,7 @@ use duostack_core::decode::{self, BodyFormat};
 use duostack_core::error::{ApiError, FieldError, GroupResource, go_quote};
 use duostack_core::kinds::{Kind, namespace as ns_kind};
 use duostack_core::patch::{self, PatchError};
-use duostack_core::resource::NAMESPACES;
+use duostack_core::resource::{NAMESPACES, ResourceInfo};
 use duostack_core::selector::{FieldSelector, LabelSelector};
 use duostack_core::ssa;
 use duostack_store::{KeyValue, RangeRequest, Revision, Store, StoreError, Txn};
@@ -19,6 +19,7 @@ use http::StatusCode;
 use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
 
+use crate::hooks::{HookContext, Pending, RestHooks};
 use crate::request::{FieldValidation, PatchType, WriteOptions};
 
 /// Attempts at an optimistic write before giving up with a conflict.
@@ -76,6 +77,8 @@ pub struct ListResult {
 pub struct Registry {
     pub store: Arc<dyn Store>,
     kinds: Vec<&'static dyn Kind>,
+    /// Registry hooks by resource plural (and group).
+    hooks: Vec<(&'static ResourceInfo, Arc<dyn RestHooks>)>,
     /// Woken whenever a namespace starts terminating.
     pub namespace_terminating: Arc<Notify>,
 }
@@ -244,7 +247,35 @@ impl Registry {
         Self {
             store,
             kinds,
+            hooks: Vec::new(),
             namespace_terminating: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Installs a kind's registry hooks (before the registry is shared).
+    pub fn with_hooks(mut self, info: &'static ResourceInfo, hooks: Arc<dyn RestHooks>) -> Self {
+        self.hooks.push((info, hooks));
+        self
+    }
+
+    fn hooks_for(&self, kind: &'static dyn Kind) -> Option<Arc<dyn RestHooks>> {
+        self.hooks
+            .iter()
+            .find(|(i, _)| std::ptr::eq(*i, kind.info()))
+            .map(|(_, h)| h.clone())
+    }
+
+    /// After a failed transaction, tells the hooks which of their reservations the store
+    /// already had (`hook_start` is the index of their first compare).
+    fn learn_conflicts(
+        &self,
+        hooks: &Option<Arc<dyn RestHooks>>,
+        resp: &duostack_store::TxnResponse,
+        hook_start: usize,
+    ) {
+        let Some(h) = hooks else { return };
+        for kv in resp.kvs.iter().skip(hook_start).flatten() {
+            h.learn_taken(&kv.key);
         }
     }
 
@@ -277,7 +308,7 @@ impl Registry {
         body: &[u8],
         format: BodyFormat,
         validation: FieldValidation,
-    ) -> Result<(Value, Vec<String>), ApiError> {
+    ) -> Result<Body, ApiError> {
         let info = kind.info();
         let parsed = decode::parse(body, format).map_err(|e| {
             ApiError::bad_request(format!(
@@ -296,7 +327,7 @@ impl Registry {
         duplicates: Vec<String>,
         validation: FieldValidation,
         no_defaults: bool,
-    ) -> Result<(Value, Vec<String>), ApiError> {
+    ) -> Result<Body, ApiError> {
         let info = kind.info();
         let Value::Object(map) = &value else {
             return Err(ApiError::bad_request(format!(
@@ -337,6 +368,7 @@ impl Registry {
             ))
         })?;
         let mut warnings = decoded.warnings;
+        let extra = decoded.extra;
         let mut problems: Vec<String> = decoded
             .unknown
             .iter()
@@ -360,7 +392,11 @@ impl Registry {
             }
             FieldValidation::Strict => {}
         }
-        Ok((decoded.value, warnings))
+        Ok(Body {
+            value: decoded.value,
+            warnings,
+            extra,
+        })
     }
 
     // -----------------------------------------------------------------------------------------
@@ -599,17 +635,26 @@ impl Registry {
         format: BodyFormat,
         opts: &WriteOptions,
     ) -> Result<Outcome, ApiError> {
-        let (obj, warnings) = self.decode_body(kind, body, format, opts.field_validation)?;
-        if meta_str(&obj, "resourceVersion").is_some() {
+        let body = self.decode_body(kind, body, format, opts.field_validation)?;
+        if meta_str(&body.value, "resourceVersion").is_some() {
             return Err(ApiError::bad_request(
                 "resourceVersion should not be set on objects to be created",
             ));
         }
-        self.create_object(kind, namespace, obj, opts, warnings, false)
-            .await
+        self.create_object(
+            kind,
+            namespace,
+            body.value,
+            opts,
+            body.warnings,
+            false,
+            &body.extra,
+        )
+        .await
     }
 
     /// The create path shared by POST, create-on-update and server-side apply.
+    #[allow(clippy::too_many_arguments)]
     async fn create_object(
         &self,
         kind: &'static dyn Kind,
@@ -618,6 +663,7 @@ impl Registry {
         opts: &WriteOptions,
         warnings: Vec<String>,
         managed_done: bool,
+        extra: &Map<String, Value>,
     ) -> Result<Outcome, ApiError> {
         let info = kind.info();
         self.bind_namespace(kind, namespace, &mut obj)?;
@@ -641,33 +687,46 @@ impl Registry {
         if needs_name && let Some(prefix) = &generate {
             meta_mut(&mut obj).insert("name".into(), generate_name(prefix).into());
         }
-        kind.prepare_for_create(&mut obj);
-        let name = meta_str(&obj, "name").unwrap_or("").to_owned();
-        let errs = kind.validate(&obj);
-        if !errs.is_empty() {
-            return Err(ApiError::invalid(info.group_kind(), &name, &errs));
-        }
+        // Ownership is recorded for what the client sent (after defaulting), before the
+        // registry fills in allocated values, as Kubernetes' field manager does.
         if !managed_done {
             track_managed(kind, None, &mut obj, &opts.field_manager, None, &now);
         }
-
+        let hooks = self.hooks_for(kind);
+        let base = obj;
+        let mut name = meta_str(&base, "name").unwrap_or("").to_owned();
         for attempt in 0..MAX_ATTEMPTS {
-            let name = meta_str(&obj, "name").unwrap_or("").to_owned();
+            let mut obj = base.clone();
+            meta_mut(&mut obj).insert("name".into(), name.clone().into());
             let t = Target {
                 kind,
                 namespace,
                 name: &name,
                 status: false,
             };
-            let key = t.key();
-            let mut txn = Txn::new().absent(key.clone());
-            let mut ns_key = None;
-            if info.namespaced {
-                let ns = namespace.unwrap_or("");
-                let rev = self.check_namespace(ns, t).await?;
-                let k = NAMESPACES.key(None, ns);
-                txn = txn.unchanged_since(k.clone(), rev);
-                ns_key = Some(k);
+            // A missing or terminating namespace is reported before anything else.
+            let ns_rev = match (info.namespaced, namespace) {
+                (true, ns) => Some(self.check_namespace(ns.unwrap_or(""), t).await?),
+                (false, _) => None,
+            };
+            let pending = match &hooks {
+                Some(h) => Some(h.begin_create(
+                    &mut obj,
+                    &HookContext {
+                        dry_run: opts.dry_run,
+                        extra,
+                    },
+                )?),
+                None => None,
+            };
+            kind.prepare_for_create(&mut obj);
+            let errs = kind.validate(&obj);
+            if !errs.is_empty() {
+                return Err(ApiError::invalid(info.group_kind(), &name, &errs));
+            }
+            let mut warnings = warnings.clone();
+            if let Some(p) = &pending {
+                warnings.extend(p.warnings.iter().cloned());
             }
             if opts.dry_run {
                 // Report a name collision the way a real create would.
@@ -680,6 +739,16 @@ impl Registry {
                     warnings,
                 });
             }
+            let key = t.key();
+            let mut txn = Txn::new().absent(key.clone());
+            if let Some(rev) = ns_rev {
+                txn = txn.unchanged_since(NAMESPACES.key(None, namespace.unwrap_or("")), rev);
+            }
+            let hook_start = txn.compares.len();
+            if let Some(p) = &pending {
+                txn.compares.extend(p.compares.iter().cloned());
+                txn.success.extend(p.ops.iter().cloned());
+            }
             let resp = self
                 .store
                 .txn(txn.put(key, to_stored(&obj)))
@@ -687,6 +756,9 @@ impl Registry {
                 .map_err(store_error)?;
             if resp.succeeded {
                 set_rv(&mut obj, resp.revision);
+                if let Some(p) = pending {
+                    p.commit();
+                }
                 return Ok(Outcome {
                     code: StatusCode::CREATED,
                     object: obj,
@@ -695,17 +767,17 @@ impl Registry {
             }
             if resp.kvs.first().is_some_and(Option::is_some) {
                 if generate.is_some() && needs_name && attempt + 1 < MAX_ATTEMPTS {
-                    let prefix = generate.as_deref().unwrap_or("");
-                    meta_mut(&mut obj).insert("name".into(), generate_name(prefix).into());
+                    name = generate_name(generate.as_deref().unwrap_or(""));
                     continue;
                 }
                 return Err(ApiError::already_exists(t.gr(), &name));
             }
-            // Only the namespace changed under us; re-check it.
-            let _ = ns_key;
+            // The namespace changed, or a reservation was taken by someone else: learn and
+            // try again (dropping `pending` undoes this attempt's reservations).
+            self.learn_conflicts(&hooks, &resp, hook_start);
         }
         Err(ApiError::timeout(
-            "the create could not be completed: the namespace kept changing",
+            "the create could not be completed: it kept conflicting with concurrent writes",
         ))
     }
 
@@ -720,7 +792,8 @@ impl Registry {
         format: BodyFormat,
         opts: &WriteOptions,
     ) -> Result<Outcome, ApiError> {
-        let (mut obj, warnings) = self.decode_body(t.kind, body, format, opts.field_validation)?;
+        let body = self.decode_body(t.kind, body, format, opts.field_validation)?;
+        let (mut obj, warnings, extra) = (body.value, body.warnings, body.extra);
         match meta_str(&obj, "name") {
             None => {
                 meta_mut(&mut obj).insert("name".into(), t.name.into());
@@ -743,6 +816,7 @@ impl Registry {
                 obj: obj.clone(),
                 managed_done: false,
                 create_allowed: true,
+                extra: extra.clone(),
             })
         })
         .await
@@ -768,6 +842,7 @@ impl Registry {
 
         let mut warnings = Vec::new();
         let mut apply_config = None;
+        let mut apply_extra = Map::new();
         if patch_type == PatchType::Apply {
             if !patch.is_object() {
                 return Err(ApiError::bad_request(format!(
@@ -777,14 +852,16 @@ impl Registry {
             }
             ssa::check_apply_kind(&patch, info.api_version(), info.kind)
                 .map_err(|e| ssa_error(t, e))?;
-            let (config, w) = self.decode_value(
+            let body = self.decode_value(
                 t.kind,
                 patch.clone(),
                 parsed.duplicates.clone(),
                 opts.field_validation,
                 true,
             )?;
-            warnings = w;
+            warnings = body.warnings;
+            apply_extra = body.extra;
+            let config = body.value;
             match meta_str(&config, "name") {
                 Some(n) if n != t.name => {
                     return Err(ApiError::bad_request(format!(
@@ -825,13 +902,9 @@ impl Registry {
                         t.kind.schema(),
                     )
                     .map_err(|e| ssa_error(t, e))?;
-                    let (mut obj, _) = self.decode_value(
-                        t.kind,
-                        merged,
-                        Vec::new(),
-                        FieldValidation::Ignore,
-                        false,
-                    )?;
+                    let mut obj = self
+                        .decode_value(t.kind, merged, Vec::new(), FieldValidation::Ignore, false)?
+                        .value;
                     set_managed(&mut obj, &entries);
                     if let Some(rv) = current.and_then(|c| meta_str(c, "resourceVersion")) {
                         meta_mut(&mut obj).insert("resourceVersion".into(), rv.into());
@@ -840,6 +913,7 @@ impl Registry {
                         obj,
                         managed_done: true,
                         create_allowed: true,
+                        extra: apply_extra.clone(),
                     });
                 }
                 let Some(current) = current else {
@@ -858,15 +932,16 @@ impl Registry {
                     PatchError::Malformed(m) => ApiError::bad_request(m),
                     PatchError::NotApplicable(m) => ApiError::unprocessable(m),
                 })?;
-                let (obj, w) =
+                let body =
                     self.decode_value(t.kind, patched, dup.clone(), field_validation, false)?;
                 if let Ok(mut ew) = extra_warnings.lock() {
-                    *ew = w;
+                    *ew = body.warnings;
                 }
                 Ok(Candidate {
-                    obj,
+                    obj: body.value,
                     managed_done: false,
                     create_allowed: false,
+                    extra: body.extra,
                 })
             })
             .await?;
@@ -891,6 +966,7 @@ impl Registry {
         F: Fn(Option<&Value>) -> Result<Candidate, ApiError>,
     {
         let info = t.kind.info();
+        let hooks = self.hooks_for(t.kind);
         for _ in 0..MAX_ATTEMPTS {
             let current = self.get_kv(t).await?;
             let old = current.as_ref().map(from_stored).transpose()?;
@@ -913,6 +989,7 @@ impl Registry {
                         opts,
                         warnings,
                         candidate.managed_done,
+                        &candidate.extra,
                     )
                     .await;
             };
@@ -932,7 +1009,18 @@ impl Registry {
             {
                 return Err(ApiError::stale(t.gr(), t.name));
             }
-            self.prepare_update(t, &mut new, &old, opts, candidate.managed_done)?;
+            let pending = self.prepare_update(
+                t,
+                &mut new,
+                &old,
+                opts,
+                candidate.managed_done,
+                &candidate.extra,
+            )?;
+            let mut warnings = warnings.clone();
+            if let Some(p) = &pending {
+                warnings.extend(p.warnings.iter().cloned());
+            }
 
             if to_stored(&new) == to_stored(&old) {
                 // Nothing changed: Kubernetes skips the write and returns the object as is.
@@ -951,7 +1039,18 @@ impl Registry {
             }
             let key = t.key();
             let finished = has_deletion(&new) && finalizers(&new).is_empty();
-            let txn = Txn::new().unchanged_since(key.clone(), kv.mod_revision);
+            // Removing the last finalizer deletes the object, and frees what it held.
+            let pending = match (finished, &hooks) {
+                (true, Some(h)) => Some(h.begin_delete(&old, false)),
+                (true, None) => None,
+                (false, _) => pending,
+            };
+            let mut txn = Txn::new().unchanged_since(key.clone(), kv.mod_revision);
+            let hook_start = txn.compares.len();
+            if let Some(p) = &pending {
+                txn.compares.extend(p.compares.iter().cloned());
+                txn.success.extend(p.ops.iter().cloned());
+            }
             let txn = if finished {
                 txn.delete(key)
             } else {
@@ -960,12 +1059,16 @@ impl Registry {
             let resp = self.store.txn(txn).await.map_err(store_error)?;
             if resp.succeeded {
                 set_rv(&mut new, resp.revision);
+                if let Some(p) = pending {
+                    p.commit();
+                }
                 return Ok(Outcome {
                     code: StatusCode::OK,
                     object: new,
                     warnings,
                 });
             }
+            self.learn_conflicts(&hooks, &resp, hook_start);
             if requested.is_some() && precondition.is_some() {
                 return Err(ApiError::stale(t.gr(), t.name));
             }
@@ -973,8 +1076,8 @@ impl Registry {
         Err(ApiError::stale(t.gr(), t.name))
     }
 
-    /// Carries the server-owned fields over from the stored object, runs the kind's update
-    /// preparation and validation, and records field ownership.
+    /// Carries the server-owned fields over from the stored object, records field ownership,
+    /// runs the kind's registry hook and update preparation, and validates.
     fn prepare_update(
         &self,
         t: Target<'_>,
@@ -982,7 +1085,8 @@ impl Registry {
         old: &Value,
         opts: &WriteOptions,
         managed_done: bool,
-    ) -> Result<(), ApiError> {
+        extra: &Map<String, Value>,
+    ) -> Result<Option<Pending>, ApiError> {
         let info = t.kind.info();
         {
             let old_meta = meta(old).cloned().unwrap_or_default();
@@ -1011,6 +1115,28 @@ impl Registry {
                 };
             }
         }
+        if !managed_done {
+            let sub = t.status.then_some("status");
+            track_managed(
+                t.kind,
+                Some(old),
+                new,
+                &opts.field_manager,
+                sub,
+                &now_rfc3339(),
+            );
+        }
+        let pending = match (t.status, self.hooks_for(t.kind)) {
+            (false, Some(h)) => Some(h.begin_update(
+                new,
+                old,
+                &HookContext {
+                    dry_run: opts.dry_run,
+                    extra,
+                },
+            )?),
+            _ => None,
+        };
         if t.status {
             t.kind.prepare_for_status_update(new, old);
         } else {
@@ -1031,18 +1157,7 @@ impl Registry {
         if !errs.is_empty() {
             return Err(ApiError::invalid(info.group_kind(), t.name, &errs));
         }
-        if !managed_done {
-            let sub = t.status.then_some("status");
-            track_managed(
-                t.kind,
-                Some(old),
-                new,
-                &opts.field_manager,
-                sub,
-                &now_rfc3339(),
-            );
-        }
-        Ok(())
+        Ok(pending)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1200,17 +1315,22 @@ impl Registry {
             if dry_run {
                 return Ok(deleted_outcome(t, obj, &uid));
             }
+            let pending = self.hooks_for(t.kind).map(|h| h.begin_delete(&obj, false));
+            let mut txn = Txn::new().unchanged_since(t.key(), kv.mod_revision);
+            if let Some(p) = &pending {
+                txn.compares.extend(p.compares.iter().cloned());
+                txn.success.extend(p.ops.iter().cloned());
+            }
             let resp = self
                 .store
-                .txn(
-                    Txn::new()
-                        .unchanged_since(t.key(), kv.mod_revision)
-                        .delete(t.key()),
-                )
+                .txn(txn.delete(t.key()))
                 .await
                 .map_err(store_error)?;
             if resp.succeeded {
                 set_rv(&mut obj, resp.revision);
+                if let Some(p) = pending {
+                    p.commit();
+                }
                 return Ok(deleted_outcome(t, obj, &uid));
             }
         }
@@ -1263,6 +1383,15 @@ struct Candidate {
     managed_done: bool,
     /// A missing object may be created (PUT and apply, not other patches).
     create_allowed: bool,
+    /// Fields outside the type, for the kind's hooks.
+    extra: Map<String, Value>,
+}
+
+/// A decoded request body.
+pub struct Body {
+    pub value: Value,
+    pub warnings: Vec<String>,
+    pub extra: Map<String, Value>,
 }
 
 fn json_type(v: &Value) -> &'static str {

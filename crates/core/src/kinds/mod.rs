@@ -14,8 +14,10 @@ use crate::resource::ResourceInfo;
 use crate::schema::TypeSchema;
 use crate::table::Column;
 
+pub mod event;
 pub mod namespace;
 pub mod service;
+pub mod service_ips;
 
 /// A decoded request object.
 #[derive(Clone, Debug, PartialEq)]
@@ -26,6 +28,9 @@ pub struct Decoded {
     pub unknown: Vec<String>,
     /// Warnings to return to the client (`Warning` headers).
     pub warnings: Vec<String>,
+    /// Fields outside the type that the kind accepts anyway and hands to the server's REST
+    /// hooks (the legacy `spec.ipFamily` of Services).
+    pub extra: serde_json::Map<String, Value>,
 }
 
 /// The object-safe face of a kind, used by the server.
@@ -63,10 +68,8 @@ pub trait TypedKind: Send + Sync + 'static {
     fn schema(&self) -> &'static TypeSchema;
     /// v1 defaulting (`SetDefaults_<Kind>`), applied on every decode.
     fn default(&self, _obj: &mut Self::Object) {}
-    /// Handles fields outside the type before the typed decode (returns warnings).
-    fn pre_decode(&self, _value: &mut Value) -> Vec<String> {
-        Vec::new()
-    }
+    /// Takes fields outside the type out of the body before the typed decode, into `extra`.
+    fn pre_decode(&self, _value: &mut Value, _extra: &mut serde_json::Map<String, Value>) {}
     fn prepare_for_create(&self, _obj: &mut Self::Object) {}
     fn validate(&self, obj: &Self::Object) -> FieldErrors;
     fn prepare_for_update(&self, _new: &mut Self::Object, _old: &Self::Object) {}
@@ -132,7 +135,8 @@ impl<T: TypedKind> Kind for T {
         TypedKind::schema(self)
     }
     fn decode(&self, mut value: Value) -> Result<Decoded, TypeError> {
-        let warnings = self.pre_decode(&mut value);
+        let mut extra = serde_json::Map::new();
+        self.pre_decode(&mut value, &mut extra);
         let (mut obj, _, unknown) = canonicalize::<T::Object>(value)?;
         TypedKind::default(self, &mut obj);
         let mut value = serde_json::to_value(&obj).map_err(|e| TypeError {
@@ -143,17 +147,20 @@ impl<T: TypedKind> Kind for T {
         Ok(Decoded {
             value,
             unknown,
-            warnings,
+            warnings: Vec::new(),
+            extra,
         })
     }
     fn normalize(&self, mut value: Value) -> Result<Decoded, TypeError> {
-        let warnings = self.pre_decode(&mut value);
+        let mut extra = serde_json::Map::new();
+        self.pre_decode(&mut value, &mut extra);
         let (_, mut value, unknown) = canonicalize::<T::Object>(value)?;
         keep_type_meta(&mut value, TypedKind::info(self));
         Ok(Decoded {
             value,
             unknown,
-            warnings,
+            warnings: Vec::new(),
+            extra,
         })
     }
     fn prepare_for_create(&self, obj: &mut Value) {
@@ -203,5 +210,9 @@ impl<T: TypedKind> Kind for T {
 
 /// Every kind served by duostack, in discovery order.
 pub fn all() -> Vec<&'static dyn Kind> {
-    vec![&namespace::NamespaceKind, &service::ServiceKind]
+    vec![
+        &namespace::NamespaceKind,
+        &service::ServiceKind,
+        &event::EventKind,
+    ]
 }

@@ -21,7 +21,7 @@ use crate::validation::{
     validate_object_meta_update,
 };
 
-use super::TypedKind;
+use super::{TypedKind, service_ips};
 
 pub const TYPE_CLUSTER_IP: &str = "ClusterIP";
 pub const TYPE_NODE_PORT: &str = "NodePort";
@@ -91,6 +91,17 @@ impl TypedKind for ServiceKind {
         &SERVICE
     }
 
+    fn pre_decode(&self, value: &mut Value, extra: &mut serde_json::Map<String, Value>) {
+        // The v1.16 alpha `spec.ipFamily` is accepted (docs/services.md) and converted by the
+        // Service registry, so it is lifted out before the typed decode would drop it.
+        if let Some(spec) = value.get_mut("spec").and_then(Value::as_object_mut)
+            && let Some(f) = spec.remove("ipFamily")
+            && !f.is_null()
+        {
+            extra.insert("ipFamily".into(), f);
+        }
+    }
+
     fn default(&self, svc: &mut Service) {
         // Kubernetes' SetDefaults_Service, applied on every decode.
         let spec = svc.spec.get_or_insert_with(ServiceSpec::default);
@@ -148,16 +159,29 @@ impl TypedKind for ServiceKind {
     fn validate(&self, svc: &Service) -> FieldErrors {
         let mut errs = validate_object_meta(&svc.metadata, true, SERVICES.name_rule);
         errs.extend(validate_spec(svc.spec.as_ref()));
+        errs.extend(service_ips::validate_service_ips(
+            svc.spec.as_ref().unwrap_or(&ServiceSpec::default()),
+        ));
         errs
     }
 
     fn prepare_for_update(&self, new: &mut Service, old: &Service) {
         new.status = old.status.clone().or_else(|| Some(empty_status()));
+        if let (Some(n), Some(o)) = (new.spec.as_mut(), old.spec.as_ref()) {
+            service_ips::drop_type_dependent_fields(n, o);
+        }
     }
 
     fn validate_update(&self, new: &Service, old: &Service) -> FieldErrors {
+        let default = ServiceSpec::default();
+        let (n, o) = (
+            new.spec.as_ref().unwrap_or(&default),
+            old.spec.as_ref().unwrap_or(&default),
+        );
         let mut errs = validate_object_meta_update(&new.metadata, &old.metadata);
-        errs.extend(validate_spec(new.spec.as_ref()));
+        errs.extend(validate_spec(Some(n)));
+        errs.extend(service_ips::validate_service_ips(n));
+        errs.extend(service_ips::validate_ips_update(n, o));
         errs
     }
 
@@ -595,7 +619,7 @@ mod tests {
                 vec!["spec.externalName: Required value"],
             ),
             (
-                json!({"metadata": {"name": "a", "namespace": "d"}, "spec": {"clusterIP": "None"}}),
+                json!({"metadata": {"name": "a", "namespace": "d"}, "spec": {"clusterIP": "None", "clusterIPs": ["None"]}}),
                 vec![],
             ),
         ];
