@@ -90,6 +90,7 @@ pub struct Server {
     pub local_addr: SocketAddr,
     pub kubeconfig: PathBuf,
     pub registry: Arc<registry::Registry>,
+    pub allocations: Arc<allocations::ServiceAllocations>,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -186,6 +187,7 @@ pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
         .map_err(ServerError::Bootstrap)?;
     let version = discovery::version();
     let openapi = OpenApi::build(&kinds, version["gitVersion"].as_str().unwrap_or("v1.37.0"));
+    let server_allocations = allocations.clone();
     let state = Arc::new(handler::State {
         registry: registry.clone(),
         allocations: allocations.clone(),
@@ -248,6 +250,7 @@ pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
         local_addr,
         kubeconfig,
         registry,
+        allocations: server_allocations,
         shutdown,
         task,
     })

@@ -1,0 +1,147 @@
+//! The allocation repair pass against a real server's store: it finds and fixes what a
+//! writer bypassing the registry (or an older version, or a bug) left inconsistent, and
+//! reports each problem as an Event.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use duostack_core::config::{NetworkConfig, NetworkFlags};
+use duostack_core::kinds::Kind;
+use duostack_server::allocations::ip_key;
+use duostack_server::registry::ListOptions;
+use duostack_server::repair::{Reported, repair};
+use duostack_server::{ServerConfig, StoreConfig, start};
+use duostack_store::Txn;
+use serde_json::json;
+
+fn service(name: &str, ip: &str, uid: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": "default", "uid": uid, "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"type": "ClusterIP", "clusterIP": ip, "clusterIPs": [ip], "ipFamilies": ["IPv4"],
+                 "ipFamilyPolicy": "SingleStack", "ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}]}
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_fixes_and_reports_inconsistencies() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(ServerConfig {
+        listen: "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
+        data_dir: dir.path().to_owned(),
+        store: StoreConfig::Embedded,
+        compaction_interval: Duration::from_secs(300),
+        bookmark_interval: Duration::from_secs(60),
+        network: NetworkConfig::from_flags(&NetworkFlags::default()).unwrap(),
+        repair_interval: Duration::from_secs(3600),
+    })
+    .await
+    .unwrap();
+    let store = server.registry.store.clone();
+    let alloc = server.allocations.clone();
+    // Two Services claiming one address, one with no allocation key, and a key nobody holds.
+    store
+        .txn(
+            Txn::new()
+                .put(
+                    "/registry/core/services/default/first",
+                    service("first", "10.96.5.5", "u1"),
+                )
+                .put(
+                    ip_key("10.96.5.5".parse().unwrap()),
+                    br#"{"kind":"Service","namespace":"default","name":"first","uid":"u1"}"#
+                        .to_vec(),
+                )
+                .put(
+                    "/registry/core/services/default/second",
+                    service("second", "10.96.5.5", "u2"),
+                )
+                .put(
+                    "/registry/core/services/default/unkeyed",
+                    service("unkeyed", "10.96.6.6", "u3"),
+                )
+                .put(
+                    "/registry/core/services/default/outside",
+                    service("outside", "192.168.0.1", "u4"),
+                )
+                .put(
+                    ip_key("10.96.7.7".parse().unwrap()),
+                    br#"{"kind":"Service","namespace":"default","name":"gone","uid":"u5"}"#
+                        .to_vec(),
+                ),
+        )
+        .await
+        .unwrap();
+    let reported = Reported::default();
+    let report = repair(&server.registry, &alloc, &reported, true)
+        .await
+        .unwrap();
+    assert_eq!(report.duplicates, ["10.96.5.5"]);
+    assert_eq!(report.not_allocated, ["10.96.6.6"]);
+    assert_eq!(report.out_of_range, ["192.168.0.1"]);
+    assert_eq!(report.leaked, ["10.96.7.7"]);
+    // Fixed in the store...
+    assert!(
+        store
+            .get(&ip_key("10.96.6.6".parse().unwrap()))
+            .await
+            .unwrap()
+            .0
+            .is_some()
+    );
+    assert!(
+        store
+            .get(&ip_key("10.96.7.7".parse().unwrap()))
+            .await
+            .unwrap()
+            .0
+            .is_none()
+    );
+    // ...so a second pass finds nothing new to fix, and reports nothing twice.
+    let again = repair(&server.registry, &alloc, &reported, false)
+        .await
+        .unwrap();
+    assert!(again.not_allocated.is_empty() && again.leaked.is_empty());
+
+    let events_kind = server
+        .registry
+        .kinds()
+        .iter()
+        .copied()
+        .find(|k: &&'static dyn Kind| k.info().plural == "events")
+        .unwrap();
+    let events = server
+        .registry
+        .list(events_kind, Some("default"), &ListOptions::default())
+        .await
+        .unwrap();
+    let mut seen: Vec<(String, String)> = events
+        .items
+        .iter()
+        .map(|e| {
+            (
+                e["reason"].as_str().unwrap().to_owned(),
+                e["involvedObject"]["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            (
+                "ClusterIPAlreadyAllocated".to_string(),
+                "second".to_string()
+            ),
+            ("ClusterIPLeaked".into(), "gone".into()),
+            ("ClusterIPNotAllocated".into(), "unkeyed".into()),
+            ("ClusterIPOutOfRange".into(), "outside".into()),
+        ]
+    );
+    for e in &events.items {
+        assert_eq!(e["type"], "Warning");
+        assert_eq!(e["source"]["component"], "ipallocator-repair-controller");
+    }
+    server.shutdown().await;
+}
