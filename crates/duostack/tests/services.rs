@@ -289,7 +289,7 @@ fn run_scenarios(layout: Layout) {
     ]);
     let v: Value =
         serde_json::from_str(&c.kubectl_ok(&["get", "svc", "my-service", "-o", "json"])).unwrap();
-    assert_eq!(strs(&v["spec"]["clusterIPs"]), [ip.clone()]);
+    assert_eq!(strs(&v["spec"]["clusterIPs"]), [ip.as_str()]);
     assert_eq!(strs(&v["spec"]["ipFamilies"]), [p]);
     assert_eq!(v["spec"]["ipFamilyPolicy"], "SingleStack");
     delete(&c);
