@@ -23,6 +23,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Dual-stack Service creates (PreferDualStack on a dual-stack cluster) with 1 and 16
+    /// clients, then RSS with `--total` dual-stack Services stored.
+    Services {
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 10_000)]
+        total: usize,
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
     /// Create/get throughput and latency, and idle RSS.
     Api {
         /// Concurrent clients per run.
@@ -221,12 +231,118 @@ async fn api(clients: Vec<usize>, seconds: u64, binary: PathBuf) -> anyhow::Resu
     Ok(())
 }
 
+fn dual_stack_body(name: String) -> Vec<u8> {
+    serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "labels": {"app": "bench"}},
+        "spec": {"ipFamilyPolicy": "PreferDualStack", "selector": {"app": "bench"},
+                 "ports": [{"name": "http", "port": 80}, {"name": "https", "port": 443}]}}))
+    .unwrap_or_default()
+}
+
+async fn services(seconds: u64, total: usize, binary: PathBuf) -> anyhow::Result<()> {
+    // A /16 and a /108 hold the total many times over, so the runs measure creation, not a
+    // full range.
+    let cluster = Cluster::start(
+        &binary,
+        &["--service-cluster-ip-range=10.96.0.0/16,fd00:10:96::/108"],
+    )?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!("idle RSS after start: {:.1} MiB", cluster.rss_kib().unwrap_or(0) as f64 / 1024.0);
+    println!();
+    println!("| operation | clients | ops/s | p50 ms | p99 ms | errors | server CPU µs/op |");
+    println!("|---|---|---|---|---|---|---|");
+    let mut created = 0u64;
+    for (round, n) in [1usize, 16].into_iter().enumerate() {
+        let run = run_load(&cluster, n, seconds, move |c, i, mut client: ApiClient| {
+            let body = dual_stack_body(format!("ds-{round}-{c}-{i}"));
+            async move {
+                let r = client
+                    .request("POST", "/api/v1/namespaces/default/services", Some("application/json"), body)
+                    .await;
+                let ok = matches!(&r, Ok(r) if r.status == 201 && r.json()["spec"]["clusterIPs"].as_array().is_some_and(|a| a.len() == 2));
+                (ok, client)
+            }
+        })
+        .await?;
+        created += run.ops;
+        println!(
+            "| create dual-stack Service | {n} | {:.0} | {:.2} | {:.2} | {} | {:.0} |",
+            run.per_sec(),
+            run.pct(0.5),
+            run.pct(0.99),
+            run.errors,
+            run.cpu_us()
+        );
+    }
+    println!();
+    println!(
+        "RSS after the timed runs ({created} dual-stack Services stored): {:.1} MiB",
+        cluster.rss_kib().unwrap_or(0) as f64 / 1024.0
+    );
+    drop(cluster);
+
+    // A fresh server holding exactly `total` dual-stack Services.
+    let cluster = Cluster::start(
+        &binary,
+        &["--service-cluster-ip-range=10.96.0.0/16,fd00:10:96::/108"],
+    )?;
+    let per_client = total.div_ceil(16);
+    let mut tasks = Vec::new();
+    for c in 0..16 {
+        let mut client = cluster.client()?;
+        let n = per_client.min(total.saturating_sub(c * per_client));
+        tasks.push(tokio::spawn(async move {
+            let mut ok = 0usize;
+            for i in 0..n {
+                let body = dual_stack_body(format!("fill-{c}-{i}"));
+                if let Ok(r) = client
+                    .request("POST", "/api/v1/namespaces/default/services", Some("application/json"), body)
+                    .await
+                    && r.status == 201
+                {
+                    ok += 1;
+                }
+            }
+            ok
+        }));
+    }
+    let mut stored = 0;
+    for t in tasks {
+        stored += t.await?;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut c = cluster.client()?;
+    let m = c.get("/metrics").await?.text();
+    for l in m
+        .lines()
+        .filter(|l| l.starts_with("kube_apiserver_clusterip_allocator_allocated_ips"))
+    {
+        println!("    {l}");
+    }
+    println!(
+        "RSS with {stored} dual-stack Services stored (plus the kubernetes Service): {:.1} MiB",
+        cluster.rss_kib().unwrap_or(0) as f64 / 1024.0
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     match cli.command {
+        Cmd::Services {
+            seconds,
+            total,
+            binary,
+        } => {
+            let binary = match binary {
+                Some(b) => b,
+                None => default_binary()?,
+            };
+            rt.block_on(services(seconds, total, binary))
+        }
         Cmd::Api {
             clients,
             seconds,
