@@ -235,3 +235,37 @@ async fn dry_run_reserves_nothing_and_node_ports_are_released() {
         "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": np}]}});
     assert_eq!(api.post_json(SVCS, &body).await.unwrap().status, 201);
 }
+
+/// IPv6 service ranges from /64 (beyond Kubernetes' /108 cap) down to /124 allocate in full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_ranges_from_64_to_124() {
+    for (range, capacity) in [("fd00:10:96::/124", 15usize), ("fd00:10:96::/64", 0)] {
+        let c = start(&[
+            &format!("--service-cluster-ip-range={range}"),
+            "--cluster-cidr=fd00:10:244::/56",
+        ]);
+        let mut api = c.client().unwrap();
+        let mut ips = HashSet::new();
+        let n = if capacity == 0 { 50 } else { capacity + 3 };
+        let mut created = 0;
+        for i in 0..n {
+            let body = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": format!("s{i}")},
+                "spec": {"ports": [{"port": 80}]}});
+            let r = api.post_json(SVCS, &body).await.unwrap();
+            if r.status == 201 {
+                created += 1;
+                let ip = r.json()["spec"]["clusterIP"].as_str().unwrap().to_owned();
+                assert!(ip.starts_with("fd00:10:96:"), "{ip}");
+                assert!(ips.insert(ip));
+            } else {
+                assert_eq!(r.status, 500, "{}", r.text());
+            }
+        }
+        if capacity == 0 {
+            assert_eq!(created, n);
+        } else {
+            // One address is the kubernetes Service's.
+            assert_eq!(created, capacity - 1, "{range}");
+        }
+    }
+}

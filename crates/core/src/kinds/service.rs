@@ -630,6 +630,89 @@ mod tests {
         }
     }
 
+    /// §7.1 of services.md, one row each (validation of already-defaulted objects).
+    #[test]
+    fn service_type_rules() {
+        let k: &dyn Kind = &ServiceKind;
+        let base = |spec: Value| {
+            let mut v = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a", "namespace": "d"},
+                "spec": {"type": "ClusterIP", "sessionAffinity": "None", "internalTrafficPolicy": "Cluster",
+                         "ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}]}});
+            for (key, val) in spec.as_object().unwrap() {
+                if val.is_null() {
+                    v["spec"].as_object_mut().unwrap().remove(key);
+                } else {
+                    v["spec"][key] = val.clone();
+                }
+            }
+            v
+        };
+        let cases: Vec<(Value, Vec<&str>)> = vec![
+            (
+                json!({"type": "LoadBalancer", "clusterIP": "None", "clusterIPs": ["None"], "allocateLoadBalancerNodePorts": true, "externalTrafficPolicy": "Cluster"}),
+                vec![
+                    "spec.clusterIPs[0]: Invalid value: \"None\": may not be set to 'None' for LoadBalancer services",
+                ],
+            ),
+            (
+                json!({"type": "NodePort", "clusterIP": "None", "clusterIPs": ["None"], "externalTrafficPolicy": "Cluster"}),
+                vec![
+                    "spec.clusterIPs[0]: Invalid value: \"None\": may not be set to 'None' for NodePort services",
+                ],
+            ),
+            (
+                json!({"type": "ExternalName", "externalName": "db.example.com.", "ports": null, "internalTrafficPolicy": null}),
+                vec![],
+            ),
+            (
+                json!({"type": "ExternalName", "externalName": "Not_A_Name", "internalTrafficPolicy": null}),
+                vec![
+                    "spec.externalName: Invalid value: \"Not_A_Name\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+                ],
+            ),
+            (
+                json!({"ports": [{"port": 80, "protocol": "TCP", "name": "a"}, {"port": 80, "protocol": "TCP", "name": "b"}]}),
+                vec!["spec.ports[1]: Duplicate value: 80/TCP"],
+            ),
+            (
+                json!({"type": "NodePort", "externalTrafficPolicy": "Cluster", "ports": [{"port": 80, "protocol": "TCP", "name": "a", "nodePort": 30001}, {"port": 81, "protocol": "TCP", "name": "b", "nodePort": 30001}]}),
+                vec!["spec.ports[1].nodePort: Duplicate value: 30001"],
+            ),
+            (
+                json!({"allocateLoadBalancerNodePorts": true}),
+                vec![
+                    "spec.allocateLoadBalancerNodePorts: Forbidden: may only be used when `type` is 'LoadBalancer'",
+                ],
+            ),
+            (
+                json!({"type": "LoadBalancer", "externalTrafficPolicy": "Cluster"}),
+                vec!["allocateLoadBalancerNodePorts: Required value"],
+            ),
+            (
+                json!({"healthCheckNodePort": 31000}),
+                vec![
+                    "spec.healthCheckNodePort: Invalid value: 31000: may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'",
+                ],
+            ),
+            (
+                json!({"internalTrafficPolicy": null}),
+                vec!["spec.internalTrafficPolicy: Required value"],
+            ),
+            (json!({"type": null}), vec!["spec.type: Required value"]),
+            (
+                json!({"sessionAffinity": "Sticky"}),
+                vec![
+                    "spec.sessionAffinity: Unsupported value: \"Sticky\": supported values: \"ClientIP\", \"None\"",
+                ],
+            ),
+        ];
+        for (spec, want) in cases {
+            let v = base(spec.clone());
+            let got: Vec<String> = k.validate(&v).iter().map(|e| e.to_string()).collect();
+            assert_eq!(got, want, "spec {spec}");
+        }
+    }
+
     #[test]
     fn table_cells() {
         let k: &dyn Kind = &ServiceKind;

@@ -247,7 +247,10 @@ async fn services(seconds: u64, total: usize, binary: PathBuf) -> anyhow::Result
         &["--service-cluster-ip-range=10.96.0.0/16,fd00:10:96::/108"],
     )?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    println!("idle RSS after start: {:.1} MiB", cluster.rss_kib().unwrap_or(0) as f64 / 1024.0);
+    println!(
+        "idle RSS after start: {:.1} MiB",
+        cluster.rss_kib().unwrap_or(0) as f64 / 1024.0
+    );
     println!();
     println!("| operation | clients | ops/s | p50 ms | p99 ms | errors | server CPU µs/op |");
     println!("|---|---|---|---|---|---|---|");
@@ -296,7 +299,12 @@ async fn services(seconds: u64, total: usize, binary: PathBuf) -> anyhow::Result
             for i in 0..n {
                 let body = dual_stack_body(format!("fill-{c}-{i}"));
                 if let Ok(r) = client
-                    .request("POST", "/api/v1/namespaces/default/services", Some("application/json"), body)
+                    .request(
+                        "POST",
+                        "/api/v1/namespaces/default/services",
+                        Some("application/json"),
+                        body,
+                    )
                     .await
                     && r.status == 201
                 {

@@ -767,3 +767,177 @@ fn default_on_read_of_pre_dual_stack_objects() {
         assert_eq!(s.ip_families.unwrap(), fams, "{spec}");
     }
 }
+
+/// §3.1 and §3.2, case by case.
+#[test]
+fn normalization_and_kept_allocations() {
+    let spec = |v: Value| service(v).spec.unwrap();
+    // Create: the singular fills the plural, never the reverse.
+    let mut s = spec(json!({"clusterIP": "10.0.0.1"}));
+    normalize_create(&mut s);
+    assert_eq!(s.cluster_ips, Some(vec!["10.0.0.1".into()]));
+    let mut s = spec(json!({"clusterIPs": ["10.0.0.1"]}));
+    normalize_create(&mut s);
+    assert_eq!(s.cluster_ip, None);
+    let old = spec(json!({"clusterIP": "10.0.0.1", "clusterIPs": ["10.0.0.1", "2000::1"]}));
+    // Update, singular unchanged, plural missing: the stored plural is kept.
+    let mut s = spec(json!({"clusterIP": "10.0.0.1"}));
+    normalize_update(&mut s, &old);
+    assert_eq!(s.cluster_ips, old.cluster_ips);
+    // Singular cleared with the plural untouched: both cleared.
+    let mut s = spec(json!({"clusterIP": null, "clusterIPs": ["10.0.0.1", "2000::1"]}));
+    normalize_update(&mut s, &old);
+    assert_eq!(s.cluster_ips, None);
+    // Singular changed, plural untouched: the plural follows (and then trips immutability).
+    let mut s = spec(json!({"clusterIP": "10.0.0.9", "clusterIPs": ["10.0.0.1", "2000::1"]}));
+    normalize_update(&mut s, &old);
+    assert_eq!(s.cluster_ips, Some(vec!["10.0.0.9".into()]));
+    // Both changed: left for validation.
+    let mut s = spec(json!({"clusterIP": "10.0.0.9", "clusterIPs": ["10.0.0.8"]}));
+    normalize_update(&mut s, &old);
+    assert_eq!(s.cluster_ips, Some(vec!["10.0.0.8".into()]));
+
+    // §3.2: node ports by port name, unless the number is in use by another port on both sides.
+    let old = spec(
+        json!({"type": "NodePort", "clusterIP": "10.0.0.1", "clusterIPs": ["10.0.0.1"],
+        "ports": [{"name": "a", "port": 80, "protocol": "TCP", "nodePort": 30001}, {"name": "b", "port": 81, "protocol": "TCP", "nodePort": 30002}]}),
+    );
+    let mut s = spec(json!({"type": "NodePort", "clusterIP": null,
+        "ports": [{"name": "a", "port": 80, "protocol": "TCP"}, {"name": "b", "port": 81, "protocol": "TCP", "nodePort": 30001}]}));
+    patch_allocated_values(&mut s, &old);
+    assert_eq!(s.cluster_ip.as_deref(), Some("10.0.0.1"));
+    assert_eq!(s.cluster_ips, old.cluster_ips);
+    let ports = s.ports.unwrap();
+    // 30001 is used by "b" in the new object and by "a" in the old: "a" doesn't get it back.
+    assert_eq!(
+        (ports[0].node_port, ports[1].node_port),
+        (None, Some(30001))
+    );
+    // ExternalName on either side: nothing is kept.
+    let mut s = spec(json!({"type": "ExternalName", "externalName": "x.io"}));
+    patch_allocated_values(&mut s, &old);
+    assert_eq!(s.cluster_ip, None);
+    // Health-check port kept for LoadBalancer + Local on both sides.
+    let old = spec(
+        json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local", "healthCheckNodePort": 31000}),
+    );
+    let mut s = spec(json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local"}));
+    patch_allocated_values(&mut s, &old);
+    assert_eq!(s.health_check_node_port, Some(31000));
+}
+
+/// §7.3, one row each.
+#[test]
+fn update_validation_table() {
+    let spec = |v: Value| service(v).spec.unwrap();
+    let dual = spec(
+        json!({"clusterIP": "10.0.0.1", "clusterIPs": ["10.0.0.1", "2000::1"], "ipFamilies": ["IPv4", "IPv6"], "ipFamilyPolicy": REQUIRE_DUAL_STACK}),
+    );
+    let cases: Vec<(Value, &ServiceSpec, Vec<&str>)> = vec![
+        (
+            json!({"clusterIP": "10.0.0.1", "clusterIPs": ["10.0.0.1", "2000::2"], "ipFamilies": ["IPv4", "IPv6"], "ipFamilyPolicy": REQUIRE_DUAL_STACK}),
+            &dual,
+            vec![
+                "spec.clusterIPs[1]: Invalid value: []string{\"10.0.0.1\", \"2000::2\"}: may not change once set",
+            ],
+        ),
+        (
+            json!({"clusterIP": null, "clusterIPs": null, "ipFamilies": ["IPv4", "IPv6"], "ipFamilyPolicy": REQUIRE_DUAL_STACK}),
+            &dual,
+            vec![
+                "spec.clusterIPs[0]: Invalid value: []string(nil): primary clusterIP can not be unset",
+            ],
+        ),
+        (
+            json!({"clusterIP": "10.0.0.1", "clusterIPs": ["10.0.0.1"], "ipFamilies": ["IPv4", "IPv6"], "ipFamilyPolicy": REQUIRE_DUAL_STACK}),
+            &dual,
+            vec![
+                "spec.ipFamilyPolicy: Invalid value: \"RequireDualStack\": must be set to 'SingleStack' when releasing the secondary clusterIP",
+            ],
+        ),
+        (
+            json!({"clusterIP": "10.0.0.1", "clusterIPs": ["10.0.0.1", "2000::1"], "ipFamilies": ["IPv4"], "ipFamilyPolicy": REQUIRE_DUAL_STACK}),
+            &dual,
+            vec![
+                "spec.ipFamilyPolicy: Invalid value: \"RequireDualStack\": must be set to 'SingleStack' when releasing the secondary ipFamily",
+            ],
+        ),
+        (
+            json!({"clusterIP": "10.0.0.1", "clusterIPs": ["10.0.0.1", "2000::1"], "ipFamilies": ["IPv6", "IPv4"], "ipFamilyPolicy": REQUIRE_DUAL_STACK}),
+            &dual,
+            vec![
+                "spec.ipFamilies[0]: Invalid value: []core.IPFamily{\"IPv6\", \"IPv4\"}: may not change once set",
+                "spec.ipFamilies[0]: Invalid value: []core.IPFamily{\"IPv6\", \"IPv4\"}: may not change once set",
+            ],
+        ),
+    ];
+    for (i, (new, old, want)) in cases.into_iter().enumerate() {
+        let n = spec(new);
+        let got: Vec<String> = validate_ips_update(&n, old)
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(got, want, "case {i}");
+    }
+    // The families shrinking to nothing with no addresses: primary ipFamily can not be unset.
+    let old = spec(
+        json!({"clusterIP": "None", "clusterIPs": ["None"], "ipFamilies": ["IPv4"], "ipFamilyPolicy": SINGLE_STACK}),
+    );
+    let headful_old = spec(
+        json!({"clusterIP": "10.0.0.1", "clusterIPs": ["10.0.0.1"], "ipFamilies": ["IPv4"], "ipFamilyPolicy": SINGLE_STACK}),
+    );
+    let n = spec(json!({"clusterIP": null, "ipFamilies": null, "ipFamilyPolicy": SINGLE_STACK}));
+    let got: Vec<String> = validate_ips_update(&n, &headful_old)
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert!(got.contains(&"spec.ipFamilies[0]: Invalid value: []core.IPFamily(nil): primary ipFamily can not be unset".to_string()), "{got:?}");
+    // Headless to headless may change families.
+    let n = spec(
+        json!({"clusterIP": "None", "clusterIPs": ["None"], "ipFamilies": ["IPv6"], "ipFamilyPolicy": SINGLE_STACK}),
+    );
+    assert!(validate_ips_update(&n, &old).is_empty());
+    // Health-check node port and loadBalancerClass are immutable.
+    let lb = spec(
+        json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local", "healthCheckNodePort": 31000, "loadBalancerClass": "a.io/x"}),
+    );
+    let n = spec(
+        json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local", "healthCheckNodePort": 31001, "loadBalancerClass": "a.io/y"}),
+    );
+    let got: Vec<String> = validate_ips_update(&n, &lb)
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "spec.healthCheckNodePort: Forbidden: field is immutable",
+            "spec.loadBalancerClass: Invalid value: \"a.io/y\": may not change once set",
+        ]
+    );
+}
+
+/// §4 rule 5: reducing lists without SingleStack, on the update path.
+#[test]
+fn releasing_needs_single_stack() {
+    let mut ops = Fake::new(V4V6);
+    let dual = created(
+        V4V6,
+        json!({"ipFamilyPolicy": REQUIRE_DUAL_STACK}),
+        &mut ops,
+    );
+    let ip0 = dual.spec.as_ref().unwrap().cluster_ips.as_ref().unwrap()[0].clone();
+    let e = update(V4V6, &dual, json!({"clusterIPs": [ip0]}), &mut ops).unwrap_err();
+    assert_eq!(
+        e,
+        ServiceError::Invalid(vec![FieldError::invalid(
+            "spec.ipFamilyPolicy",
+            "RequireDualStack",
+            "must be 'SingleStack' to release the secondary cluster IP"
+        )])
+    );
+    // The policy set to SingleStack with only the primary address re-sent is the other valid
+    // downgrade form.
+    let down = update(V4V6, &dual, json!({"ipFamilyPolicy": SINGLE_STACK, "clusterIPs": [ip0.clone()], "ipFamilies": ["IPv4"]}), &mut ops).unwrap();
+    assert_eq!(down.spec.unwrap().cluster_ips, Some(vec![ip0]));
+}
