@@ -164,6 +164,75 @@ pub static EVENTS: ResourceInfo = ResourceInfo {
     name_rule: NameRule::Dns1123Subdomain,
 };
 
+pub static NODES: ResourceInfo = ResourceInfo {
+    group: "",
+    version: "v1",
+    kind: "Node",
+    list_kind: "NodeList",
+    plural: "nodes",
+    singular: "node",
+    short_names: &["no"],
+    categories: &[],
+    namespaced: false,
+    has_status: true,
+    tracks_generation: false,
+    allow_create_on_update: false,
+    delete_returns_object: false,
+    name_rule: NameRule::Dns1123Subdomain,
+};
+
+pub static PODS: ResourceInfo = ResourceInfo {
+    group: "",
+    version: "v1",
+    kind: "Pod",
+    list_kind: "PodList",
+    plural: "pods",
+    singular: "pod",
+    short_names: &["po"],
+    categories: &["all"],
+    namespaced: true,
+    has_status: true,
+    // Pods carry metadata.generation since Kubernetes 1.33 (observed generation tracking).
+    tracks_generation: true,
+    allow_create_on_update: false,
+    delete_returns_object: true,
+    name_rule: NameRule::Dns1123Subdomain,
+};
+
+pub static ENDPOINTS: ResourceInfo = ResourceInfo {
+    group: "",
+    version: "v1",
+    kind: "Endpoints",
+    list_kind: "EndpointsList",
+    plural: "endpoints",
+    singular: "endpoints",
+    short_names: &["ep"],
+    categories: &[],
+    namespaced: true,
+    has_status: false,
+    tracks_generation: false,
+    allow_create_on_update: true,
+    delete_returns_object: false,
+    name_rule: NameRule::Dns1123Subdomain,
+};
+
+pub static ENDPOINT_SLICES: ResourceInfo = ResourceInfo {
+    group: "discovery.k8s.io",
+    version: "v1",
+    kind: "EndpointSlice",
+    list_kind: "EndpointSliceList",
+    plural: "endpointslices",
+    singular: "endpointslice",
+    short_names: &[],
+    categories: &[],
+    namespaced: true,
+    has_status: false,
+    tracks_generation: true,
+    allow_create_on_update: false,
+    delete_returns_object: false,
+    name_rule: NameRule::Dns1123Subdomain,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -136,6 +136,106 @@ pub static SERVICE: TypeSchema = TypeSchema {
     atomic_maps: &[&["spec", "selector"]],
 };
 
+pub static NODE: TypeSchema = TypeSchema {
+    lists: &[
+        rule!(["spec", "podCIDRs"], ListType::Set, MERGE_SCALARS),
+        // Several addresses may share a type (two InternalIPs), so SSA owns the list whole
+        // while strategic merge still merges by type.
+        rule!(["status", "addresses"], ListType::Atomic, merge_by("type")),
+        rule!(
+            ["status", "conditions"],
+            ListType::Map(&["type"]),
+            merge_by("type")
+        ),
+    ],
+    maps: &[&["status", "capacity"], &["status", "allocatable"]],
+    atomic_maps: &[],
+};
+
+pub static POD: TypeSchema = TypeSchema {
+    lists: &[
+        rule!(
+            ["spec", "containers"],
+            ListType::Map(&["name"]),
+            merge_by("name")
+        ),
+        rule!(
+            ["spec", "initContainers"],
+            ListType::Map(&["name"]),
+            merge_by("name")
+        ),
+        rule!(
+            ["spec", "ephemeralContainers"],
+            ListType::Map(&["name"]),
+            merge_by("name")
+        ),
+        rule!(
+            ["spec", "containers", "ports"],
+            ListType::Map(&["containerPort", "protocol"]),
+            merge_by("containerPort")
+        ),
+        rule!(
+            ["spec", "initContainers", "ports"],
+            ListType::Map(&["containerPort", "protocol"]),
+            merge_by("containerPort")
+        ),
+        rule!(
+            ["spec", "containers", "env"],
+            ListType::Map(&["name"]),
+            merge_by("name")
+        ),
+        rule!(
+            ["spec", "initContainers", "env"],
+            ListType::Map(&["name"]),
+            merge_by("name")
+        ),
+        rule!(
+            ["spec", "containers", "volumeMounts"],
+            ListType::Map(&["mountPath"]),
+            merge_by("mountPath")
+        ),
+        rule!(
+            ["spec", "initContainers", "volumeMounts"],
+            ListType::Map(&["mountPath"]),
+            merge_by("mountPath")
+        ),
+        rule!(
+            ["spec", "volumes"],
+            ListType::Map(&["name"]),
+            merge_by("name")
+        ),
+        rule!(
+            ["spec", "imagePullSecrets"],
+            ListType::Map(&["name"]),
+            merge_by("name")
+        ),
+        rule!(
+            ["spec", "hostAliases"],
+            ListType::Map(&["ip"]),
+            merge_by("ip")
+        ),
+        rule!(
+            ["status", "conditions"],
+            ListType::Map(&["type"]),
+            merge_by("type")
+        ),
+        rule!(["status", "podIPs"], ListType::Map(&["ip"]), merge_by("ip")),
+        rule!(["status", "hostIPs"], ListType::Atomic, merge_by("ip")),
+    ],
+    maps: &[
+        &["spec", "containers", "resources", "limits"],
+        &["spec", "containers", "resources", "requests"],
+    ],
+    atomic_maps: &[&["spec", "nodeSelector"]],
+};
+
+/// Endpoints and EndpointSlices: their lists are atomic.
+pub static ENDPOINTS: TypeSchema = TypeSchema {
+    lists: &[],
+    maps: &[],
+    atomic_maps: &[],
+};
+
 /// A type with only ObjectMeta's rules (used for kinds without list semantics of their own).
 pub static META_ONLY: TypeSchema = TypeSchema {
     lists: &[],

@@ -14,8 +14,11 @@ use crate::resource::ResourceInfo;
 use crate::schema::TypeSchema;
 use crate::table::Column;
 
+pub mod endpoints;
 pub mod event;
 pub mod namespace;
+pub mod node;
+pub mod pod;
 pub mod service;
 pub mod service_ips;
 
@@ -213,6 +216,10 @@ pub fn all() -> Vec<&'static dyn Kind> {
     vec![
         &namespace::NamespaceKind,
         &service::ServiceKind,
+        &node::NodeKind,
+        &pod::PodKind,
+        &endpoints::EndpointsKind,
         &event::EventKind,
+        &endpoints::EndpointSliceKind,
     ]
 }
