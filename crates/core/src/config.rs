@@ -74,6 +74,14 @@ impl NetworkConfig {
                     message: "Controller: Invalid --cluster-cidr, mask size of cluster CIDR must be less than or equal to --node-cidr-mask-size configured for CIDR family".into(),
                 });
             }
+            // duostack goes beyond Kubernetes' 16-bit IPv6 limit, up to the cidrset's own.
+            if let Err(e) = crate::alloc::cidrset::CidrSet::new(cidr, mask) {
+                return Err(FlagError {
+                    flag: "cluster-cidr",
+                    value: f.cluster_cidr.clone(),
+                    message: e.to_string(),
+                });
+            }
             cluster_ranges.push(ClusterRange {
                 cidr,
                 node_prefix: mask,
@@ -322,6 +330,17 @@ mod tests {
             assert!(e.to_string().contains(&format!("{v:?}")));
         }
         assert!(NetworkConfig::from_flags(&flags("fd00::/64", "fd00:1::/48")).is_ok());
+        // A /32 cut into /64s is fine (Kubernetes stops at 16 bits); 2^65 node ranges are not.
+        assert!(NetworkConfig::from_flags(&flags("fd00::/112", "2001:db8::/32")).is_ok());
+        let e = NetworkConfig::from_flags(&NetworkFlags {
+            node_cidr_mask_size_ipv6: 80,
+            ..flags("fd00::/112", "fd00::/15")
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "New CIDR set failed; the node CIDR size is too big"
+        );
     }
 
     #[test]

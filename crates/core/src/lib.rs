@@ -10,6 +10,7 @@ pub mod decode;
 pub mod error;
 pub mod kinds;
 pub mod net;
+pub mod node_ipam;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;

@@ -9,6 +9,7 @@
 //! 65,536-address cap) and memory grows with the addresses in use.
 
 pub mod bitmap;
+pub mod cidrset;
 pub mod ip;
 pub mod port;
 
