@@ -262,6 +262,28 @@ impl RangeAllocator {
         errors
     }
 
+    /// Marks one range as used in the set whose cluster CIDR contains it (a range the store
+    /// showed to be taken).
+    pub fn occupy_cidr(&mut self, cidr: &IpNet) -> Result<(), CidrSetError> {
+        self.set_for(cidr)?.occupy(cidr)
+    }
+
+    /// Frees one range in the set whose cluster CIDR contains it.
+    pub fn release_cidr(&mut self, cidr: &IpNet) -> Result<(), CidrSetError> {
+        self.set_for(cidr)?.release(cidr)
+    }
+
+    fn set_for(&mut self, cidr: &IpNet) -> Result<&mut CidrSet, CidrSetError> {
+        let first = self.sets[0].cluster().net();
+        self.sets
+            .iter_mut()
+            .find(|s| s.cluster().net().contains(cidr))
+            .ok_or(CidrSetError::OutOfClusterRange {
+                cidr: *cidr,
+                cluster: first,
+            })
+    }
+
     /// Releases a deleted node's `spec.podCIDRs`, entry `i` from set `i`. The errors are
     /// for reporting, not fatal. Like Kubernetes it stops at the first bad entry, so the
     /// list holds at most one error: release then undoes exactly what `occupy_node` did

@@ -26,6 +26,7 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 pub struct State {
     pub registry: Arc<Registry>,
     pub allocations: Arc<crate::allocations::ServiceAllocations>,
+    pub node_ipam: Arc<crate::node_ipam::NodeIpam>,
     /// How often idle watches get bookmarks (Kubernetes: about a minute).
     pub bookmark_interval: Duration,
     pub token: String,
@@ -273,7 +274,11 @@ async fn handle_inner(
         }
         Route::Metrics => {
             get_only(&parts.method)?;
-            let mut r = http::Response::new(reply::full(state.allocations.render_metrics()));
+            let mut r = http::Response::new(reply::full(format!(
+                "{}{}",
+                state.allocations.render_metrics(),
+                state.node_ipam.render_metrics()
+            )));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4"),

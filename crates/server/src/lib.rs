@@ -23,6 +23,9 @@ pub mod discovery;
 pub mod events;
 pub mod handler;
 pub mod hooks;
+pub mod informer;
+pub mod node_ipam;
+pub mod pod_host_ips;
 pub mod registry;
 pub mod repair;
 pub mod reply;
@@ -91,6 +94,7 @@ pub struct Server {
     pub kubeconfig: PathBuf,
     pub registry: Arc<registry::Registry>,
     pub allocations: Arc<allocations::ServiceAllocations>,
+    pub node_ipam: Arc<node_ipam::NodeIpam>,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -164,12 +168,25 @@ pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
 
     let kinds = kinds::all();
     let allocations = Arc::new(allocations::ServiceAllocations::new(config.network.clone()));
-    let registry = Arc::new(registry::Registry::new(store, kinds.clone()).with_hooks(
-        &duostack_core::resource::SERVICES,
-        Arc::new(allocations::ServiceHooks {
-            alloc: allocations.clone(),
-        }),
-    ));
+    let node_ipam = Arc::new(
+        node_ipam::NodeIpam::new(&config.network)
+            .map_err(|e| ServerError::Bootstrap(duostack_core::error::ApiError::internal(e)))?,
+    );
+    let registry = Arc::new(
+        registry::Registry::new(store, kinds.clone())
+            .with_hooks(
+                &duostack_core::resource::SERVICES,
+                Arc::new(allocations::ServiceHooks {
+                    alloc: allocations.clone(),
+                }),
+            )
+            .with_hooks(
+                &duostack_core::resource::NODES,
+                Arc::new(node_ipam::NodeHooks {
+                    ipam: node_ipam.clone(),
+                }),
+            ),
+    );
     bootstrap::ensure_builtins(&registry)
         .await
         .map_err(ServerError::Bootstrap)?;
@@ -182,6 +199,12 @@ pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
     if report != repair::RepairReport::default() {
         tracing::warn!(?report, "allocation repair at start found problems");
     }
+    let report = node_ipam::repair(&registry, &node_ipam, &config.network, &reported, true)
+        .await
+        .map_err(ServerError::Bootstrap)?;
+    if report != node_ipam::PodCidrReport::default() {
+        tracing::warn!(?report, "podCIDR repair at start found problems");
+    }
     bootstrap::ensure_kubernetes_service(&registry, &config.network, local_addr.port())
         .await
         .map_err(ServerError::Bootstrap)?;
@@ -191,6 +214,7 @@ pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
     let state = Arc::new(handler::State {
         registry: registry.clone(),
         allocations: allocations.clone(),
+        node_ipam: node_ipam.clone(),
         bookmark_interval: config.bookmark_interval,
         token: creds.token.clone(),
         openapi,
@@ -204,14 +228,20 @@ pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
     let bg_registry = registry.clone();
     let compaction = config.compaction_interval;
     let repair_interval = config.repair_interval;
+    let bg_ipam = node_ipam.clone();
+    let network = config.network.clone();
     let task = tokio::spawn(async move {
         let ns = tokio::spawn(controllers::namespace_controller(bg_registry.clone()));
         let repairer = tokio::spawn(repair::repair_loop(
             bg_registry.clone(),
             allocations,
+            bg_ipam.clone(),
+            network,
             reported,
             repair_interval,
         ));
+        let ipam_controller = tokio::spawn(node_ipam::controller(bg_registry.clone(), bg_ipam));
+        let host_ips = tokio::spawn(pod_host_ips::controller(bg_registry.clone()));
         let compactor = tokio::spawn(controllers::compactor(bg_registry, compaction));
         loop {
             tokio::select! {
@@ -244,6 +274,8 @@ pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
         ns.abort();
         compactor.abort();
         repairer.abort();
+        ipam_controller.abort();
+        host_ips.abort();
     });
     tracing::info!(%local_addr, kubeconfig = %kubeconfig.display(), "duostack server listening");
     Ok(Server {
@@ -251,6 +283,7 @@ pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
         kubeconfig,
         registry,
         allocations: server_allocations,
+        node_ipam,
         shutdown,
         task,
     })

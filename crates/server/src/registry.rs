@@ -290,6 +290,14 @@ impl Registry {
         })
     }
 
+    /// The served kind described by `info`.
+    pub fn kind_for(&self, info: &'static ResourceInfo) -> Option<&'static dyn Kind> {
+        self.kinds
+            .iter()
+            .copied()
+            .find(|k| std::ptr::eq(k.info(), info))
+    }
+
     fn namespace_kind(&self) -> &'static dyn Kind {
         self.kinds
             .iter()

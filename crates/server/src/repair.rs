@@ -52,7 +52,8 @@ pub struct RepairReport {
 pub struct Reported(Mutex<HashSet<(String, String, String)>>);
 
 impl Reported {
-    fn first(&self, reason: &str, uid: &str, what: &str) -> bool {
+    /// Whether this is the first report of `what` for `reason` on the object `uid`.
+    pub(crate) fn first(&self, reason: &str, uid: &str, what: &str) -> bool {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).insert((
             reason.into(),
             uid.into(),
@@ -407,6 +408,8 @@ pub async fn repair(
 pub async fn repair_loop(
     registry: Arc<Registry>,
     alloc: Arc<ServiceAllocations>,
+    ipam: Arc<crate::node_ipam::NodeIpam>,
+    network: duostack_core::config::NetworkConfig,
     reported: Arc<Reported>,
     interval: Duration,
 ) {
@@ -420,6 +423,13 @@ pub async fn repair_loop(
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "allocation repair failed"),
+        }
+        match crate::node_ipam::repair(&registry, &ipam, &network, &reported, false).await {
+            Ok(r) if r != crate::node_ipam::PodCidrReport::default() => {
+                tracing::warn!(?r, "podCIDR repair found problems");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "podCIDR repair failed"),
         }
     }
 }

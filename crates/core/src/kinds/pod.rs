@@ -70,6 +70,70 @@ pub fn convert_ips(status: &mut PodStatus) {
     status.host_ips = (!host_ips.is_empty()).then_some(host_ips);
 }
 
+/// The address fields kubelet reports for a pod on a node whose host IPs are `host_ips`
+/// (`GetNodeHostIPs`, section B.3), as far as they are missing from `pod`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostStatus {
+    /// New `status.hostIPs` (and `hostIP`, its first entry).
+    pub host_ips: Option<Vec<String>>,
+    /// New `status.podIPs` (and `podIP`) of a host-network pod.
+    pub pod_ips: Option<Vec<String>>,
+}
+
+impl HostStatus {
+    pub fn is_empty(&self) -> bool {
+        self.host_ips.is_none() && self.pod_ips.is_none()
+    }
+}
+
+/// Section B.3: a pod bound to a node gets the node's host IPs when it reports none, and a
+/// host-network pod without pod IPs gets the host IPs as its pod IPs (the second family is
+/// added to a single pod IP of the other family). Reported addresses are never rewritten.
+pub fn host_status(pod: &Pod, host_ips: &[String]) -> HostStatus {
+    let mut out = HostStatus::default();
+    let Some(first) = host_ips.first() else {
+        return out;
+    };
+    let status = pod.status.clone().unwrap_or_default();
+    let reported_host = status.host_ips.as_ref().is_some_and(|l| !l.is_empty())
+        || status.host_ip.as_deref().is_some_and(|s| !s.is_empty());
+    if !reported_host {
+        out.host_ips = Some(host_ips.to_vec());
+    }
+    let host_network = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false);
+    if !host_network {
+        return out;
+    }
+    let mut pod_ips: Vec<String> = status
+        .pod_ips
+        .iter()
+        .flatten()
+        .map(|p| p.ip.clone())
+        .collect();
+    if pod_ips.is_empty()
+        && let Some(ip) = status.pod_ip.filter(|s| !s.is_empty())
+    {
+        pod_ips.push(ip);
+    }
+    let family = |s: &str| parse_ip_sloppy(s).map(|ip| IpFamily::of(&ip));
+    if pod_ips.is_empty() {
+        let mut ips = vec![first.clone()];
+        ips.extend(host_ips.get(1).cloned());
+        out.pod_ips = Some(ips);
+    } else if pod_ips.len() == 1
+        && let Some(second) = host_ips.get(1)
+        && family(&pod_ips[0]) != family(second)
+    {
+        pod_ips.push(second.clone());
+        out.pod_ips = Some(pod_ips);
+    }
+    out
+}
+
 fn go_ips(type_name: &str, ips: &[String]) -> BadValue {
     BadValue::Raw(format!(
         "[]core.{type_name}{{{}}}",
@@ -525,6 +589,82 @@ mod tests {
             "spec": {"containers": [{"name": "c", "image": "nginx:1.27", "ports": [{"containerPort": 80}]}]}});
         json_patch::merge(&mut v, &extra);
         v
+    }
+
+    #[test]
+    fn host_status_rules() {
+        let dual = ["10.0.0.5".to_string(), "fd00::5".to_string()];
+        let v4 = ["10.0.0.5".to_string()];
+        let p = |hn: bool, status: Value| -> Pod {
+            serde_json::from_value(pod(json!({"spec": {"hostNetwork": hn}, "status": status})))
+                .unwrap()
+        };
+        let s = |l: &[&str]| Some(l.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let cases: Vec<(&str, Pod, &[String], HostStatus)> = vec![
+            (
+                "no host IPs known",
+                p(true, json!({})),
+                &[],
+                HostStatus::default(),
+            ),
+            (
+                "ordinary pod gets host IPs only",
+                p(false, json!({})),
+                &dual,
+                HostStatus {
+                    host_ips: s(&["10.0.0.5", "fd00::5"]),
+                    pod_ips: None,
+                },
+            ),
+            (
+                "host-network pod gets both families",
+                p(true, json!({})),
+                &dual,
+                HostStatus {
+                    host_ips: s(&["10.0.0.5", "fd00::5"]),
+                    pod_ips: s(&["10.0.0.5", "fd00::5"]),
+                },
+            ),
+            (
+                "single-stack node",
+                p(true, json!({})),
+                &v4,
+                HostStatus {
+                    host_ips: s(&["10.0.0.5"]),
+                    pod_ips: s(&["10.0.0.5"]),
+                },
+            ),
+            (
+                "one pod IP of the other family gets the second",
+                p(
+                    true,
+                    json!({"hostIP": "10.0.0.5", "podIPs": [{"ip": "10.0.0.5"}]}),
+                ),
+                &dual,
+                HostStatus {
+                    host_ips: None,
+                    pod_ips: s(&["10.0.0.5", "fd00::5"]),
+                },
+            ),
+            (
+                "reported addresses are not rewritten",
+                p(
+                    true,
+                    json!({"hostIP": "10.0.0.9", "podIPs": [{"ip": "10.0.0.9"}, {"ip": "fd00::9"}]}),
+                ),
+                &dual,
+                HostStatus::default(),
+            ),
+            (
+                "a single pod IP of the second host IP's family stays",
+                p(true, json!({"hostIP": "10.0.0.5", "podIP": "fd00::5"})),
+                &dual,
+                HostStatus::default(),
+            ),
+        ];
+        for (name, pod, host, want) in cases {
+            assert_eq!(host_status(&pod, host), want, "{name}");
+        }
     }
 
     #[test]
