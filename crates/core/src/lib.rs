@@ -7,6 +7,7 @@
 pub mod alloc;
 pub mod config;
 pub mod decode;
+pub mod endpointslices;
 pub mod error;
 pub mod kinds;
 pub mod net;

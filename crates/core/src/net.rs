@@ -87,10 +87,16 @@ pub fn parse_ip_sloppy(s: &str) -> Option<IpAddr> {
     }
     let mut octets = [0u8; 4];
     for (i, p) in parts.iter().enumerate() {
-        if p.is_empty() || p.len() > 3 || !p.bytes().all(|b| b.is_ascii_digit()) {
+        // Go's parser reads any number of leading zeros.
+        let digits = p.trim_start_matches('0');
+        if p.is_empty() || digits.len() > 3 || !p.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        octets[i] = p.parse::<u16>().ok().filter(|v| *v <= 255)? as u8;
+        octets[i] = if digits.is_empty() {
+            0
+        } else {
+            digits.parse::<u16>().ok().filter(|v| *v <= 255)? as u8
+        };
     }
     Some(IpAddr::V4(Ipv4Addr::from(octets)))
 }
@@ -237,6 +243,12 @@ mod tests {
         );
         assert_eq!(parse_ip_sloppy("1.2.3"), None);
         assert_eq!(parse_ip_sloppy("256.1.1.1"), None);
+        // Go reads any number of leading zeros.
+        assert_eq!(
+            parse_ip_sloppy("0000010.1.1.00001"),
+            Some("10.1.1.1".parse().unwrap())
+        );
+        assert_eq!(parse_ip_sloppy("0256.1.1.1"), None);
         assert_eq!(
             parse_cidr_sloppy("1.2.3.4/24").unwrap().to_string(),
             "1.2.3.0/24"
