@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 pub mod allocations;
 pub mod controllers;
 pub mod discovery;
+pub mod endpointslices;
 pub mod events;
 pub mod handler;
 pub mod hooks;
@@ -242,6 +243,7 @@ pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
         ));
         let ipam_controller = tokio::spawn(node_ipam::controller(bg_registry.clone(), bg_ipam));
         let host_ips = tokio::spawn(pod_host_ips::controller(bg_registry.clone()));
+        let slices = tokio::spawn(endpointslices::controller(bg_registry.clone()));
         let compactor = tokio::spawn(controllers::compactor(bg_registry, compaction));
         loop {
             tokio::select! {
@@ -276,6 +278,7 @@ pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
         repairer.abort();
         ipam_controller.abort();
         host_ips.abort();
+        slices.abort();
     });
     tracing::info!(%local_addr, kubeconfig = %kubeconfig.display(), "duostack server listening");
     Ok(Server {
