@@ -11,7 +11,7 @@
 //! dirty again. Slices of a deleted Service are deleted here (Kubernetes leaves that to its
 //! garbage collector, which duostack doesn't have), as is its Endpoints object.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,14 +83,99 @@ fn slice_owner(s: &EndpointSlice) -> Option<Key> {
 #[derive(Default)]
 struct Cache {
     services: HashMap<Key, Service>,
-    /// Pods by namespace, then name.
-    pods: HashMap<String, BTreeMap<String, Pod>>,
+    /// Pods by namespace, then name; shared with jobs, so handing a Service's pods to a
+    /// worker copies pointers, not pods.
+    pods: HashMap<String, BTreeMap<String, Arc<Pod>>>,
+    /// Pod names by namespace, label key and value: a Service's pods are found from its
+    /// rarest selector pair instead of by testing every pod in the namespace.
+    by_label: HashMap<String, HashMap<(String, String), BTreeSet<String>>>,
     /// Managed slices by owning Service, then slice name.
     slices: HashMap<Key, BTreeMap<String, EndpointSlice>>,
     endpoints: HashMap<Key, Endpoints>,
 }
 
 impl Cache {
+    fn put_pod(&mut self, p: Pod) {
+        let (ns, name) = key_of(&p.metadata);
+        let p = Arc::new(p);
+        if let Some(old) = self
+            .pods
+            .entry(ns.clone())
+            .or_default()
+            .insert(name, p.clone())
+        {
+            self.unindex(&old);
+        }
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let index = self.by_label.entry(ns).or_default();
+        for (k, v) in p.metadata.labels.iter().flatten() {
+            index
+                .entry((k.clone(), v.clone()))
+                .or_default()
+                .insert(name.clone());
+        }
+    }
+
+    fn remove_pod(&mut self, ns: &str, name: &str) {
+        let Some(m) = self.pods.get_mut(ns) else {
+            return;
+        };
+        if let Some(old) = m.remove(name) {
+            if m.is_empty() {
+                self.pods.remove(ns);
+            }
+            self.unindex(&old);
+        }
+    }
+
+    fn unindex(&mut self, p: &Pod) {
+        let (ns, name) = key_of(&p.metadata);
+        let Some(index) = self.by_label.get_mut(&ns) else {
+            return;
+        };
+        for (k, v) in p.metadata.labels.iter().flatten() {
+            let pair = (k.clone(), v.clone());
+            if let Some(names) = index.get_mut(&pair) {
+                names.remove(&name);
+                if names.is_empty() {
+                    index.remove(&pair);
+                }
+            }
+        }
+        if index.is_empty() {
+            self.by_label.remove(&ns);
+        }
+    }
+
+    /// The pods `svc` selects, in name order.
+    fn pods_selected_by(&self, svc: &Service) -> Vec<Arc<Pod>> {
+        let ns = svc.metadata.namespace.as_deref().unwrap_or("");
+        let (Some(pods), Some(index), Some(selector)) = (
+            self.pods.get(ns),
+            self.by_label.get(ns),
+            svc.spec.as_ref().and_then(|s| s.selector.as_ref()),
+        ) else {
+            return Vec::new();
+        };
+        let mut rarest: Option<&BTreeSet<String>> = None;
+        for (k, v) in selector {
+            // A pair no pod carries: nothing matches.
+            let Some(names) = index.get(&(k.clone(), v.clone())) else {
+                return Vec::new();
+            };
+            if rarest.is_none_or(|r| names.len() < r.len()) {
+                rarest = Some(names);
+            }
+        }
+        rarest
+            .into_iter()
+            .flatten()
+            .filter_map(|n| pods.get(n))
+            .filter(|p| selector_matches(svc, p))
+            .cloned()
+            .collect()
+    }
+
     /// Services in `namespace` whose selector picks `pod`.
     fn services_selecting(&self, pod: &Pod) -> Vec<Key> {
         let ns = pod.metadata.namespace.as_deref().unwrap_or("");
@@ -144,7 +229,8 @@ fn decode<T: DeserializeOwned>(v: Value) -> Option<T> {
 struct Job {
     key: Key,
     service: Option<Service>,
-    pods: Vec<Pod>,
+    /// The pods the Service's selector picks.
+    pods: Vec<Arc<Pod>>,
     slices: Vec<EndpointSlice>,
     endpoints: Option<Endpoints>,
 }
@@ -224,13 +310,14 @@ pub async fn controller(registry: Arc<Registry>) {
                     continue;
                 }
                 is_dirty.remove(&k);
+                let service = cache.services.get(&k).cloned();
+                let pods = service
+                    .as_ref()
+                    .map(|svc| cache.pods_selected_by(svc))
+                    .unwrap_or_default();
                 let job = Job {
-                    service: cache.services.get(&k).cloned(),
-                    pods: cache
-                        .pods
-                        .get(&k.0)
-                        .map(|m| m.values().cloned().collect())
-                        .unwrap_or_default(),
+                    service,
+                    pods,
                     slices: cache
                         .slices
                         .get(&k)
@@ -327,9 +414,9 @@ fn apply_update(
         (Source::Pods, Update::Relisted { objects, .. }) => {
             synced[1] = true;
             cache.pods.clear();
+            cache.by_label.clear();
             for p in objects.into_iter().filter_map(decode::<Pod>) {
-                let (ns, name) = key_of(&p.metadata);
-                cache.pods.entry(ns).or_default().insert(name, p);
+                cache.put_pod(p);
             }
             for k in cache.services.keys() {
                 mark(k.clone());
@@ -338,11 +425,19 @@ fn apply_update(
         (Source::Pods, Update::Put { new, old }) => {
             let Some(p) = decode::<Pod>(new) else { return };
             let mut affected = cache.services_selecting(&p);
-            if let Some(o) = old.and_then(decode::<Pod>) {
-                affected.extend(cache.services_selecting(&o));
-            }
             let (ns, name) = key_of(&p.metadata);
-            cache.pods.entry(ns).or_default().insert(name, p);
+            // The cached pod is what this controller last saw; decoding `old` only when the
+            // cache doesn't have it.
+            let cached = cache.pods.get(&ns).and_then(|m| m.get(&name)).cloned();
+            match cached {
+                Some(o) => affected.extend(cache.services_selecting(&o)),
+                None => {
+                    if let Some(o) = old.and_then(decode::<Pod>) {
+                        affected.extend(cache.services_selecting(&o));
+                    }
+                }
+            }
+            cache.put_pod(p);
             for k in affected {
                 mark(k);
             }
@@ -350,12 +445,7 @@ fn apply_update(
         (Source::Pods, Update::Deleted { old }) => {
             let Some(p) = decode::<Pod>(old) else { return };
             let (ns, name) = key_of(&p.metadata);
-            if let Some(m) = cache.pods.get_mut(&ns) {
-                m.remove(&name);
-                if m.is_empty() {
-                    cache.pods.remove(&ns);
-                }
-            }
+            cache.remove_pod(&ns, &name);
             for k in cache.services_selecting(&p) {
                 mark(k);
             }
@@ -473,7 +563,7 @@ async fn reconcile(registry: &Registry, kinds: &Kinds, job: Job) -> Written {
         return w;
     };
 
-    let pods: Vec<&Pod> = job.pods.iter().collect();
+    let pods: Vec<&Pod> = job.pods.iter().map(|p| &**p).collect();
     let p = plan(&svc, &pods, &job.slices);
     let mut writes = Vec::new();
     for s in &p.create {

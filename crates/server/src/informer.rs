@@ -56,6 +56,7 @@ pub async fn run<S: Copy + Send + 'static>(
             .kvs
             .iter()
             .filter_map(|kv| from_stored(kv).ok())
+            .map(without_managed_fields)
             .collect();
         let revision = listed.revision;
         if tx
@@ -74,10 +75,17 @@ pub async fn run<S: Copy + Send + 'static>(
             }
         };
         while let Some(ev) = stream.next().await {
-            let old = ev.prev.as_ref().and_then(|kv| from_stored(kv).ok());
+            let old = ev
+                .prev
+                .as_ref()
+                .and_then(|kv| from_stored(kv).ok())
+                .map(without_managed_fields);
             let update = match ev.kind {
                 EventType::Put => match from_stored(&ev.kv) {
-                    Ok(new) => Update::Put { new, old },
+                    Ok(new) => Update::Put {
+                        new: without_managed_fields(new),
+                        old,
+                    },
                     Err(e) => {
                         tracing::warn!(key = %ev.kv.key, error = %e, "undecodable object");
                         continue;
@@ -94,4 +102,13 @@ pub async fn run<S: Copy + Send + 'static>(
         }
         tracing::debug!(%prefix, "informer watch ended; listing again");
     }
+}
+
+/// No controller here reads `managedFields`, and they are often the larger half of an
+/// object: caches keep objects without them (client-go users do the same with a transform).
+fn without_managed_fields(mut v: Value) -> Value {
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
+    v
 }

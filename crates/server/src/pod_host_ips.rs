@@ -7,7 +7,8 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use duostack_core::k8s_openapi::api::core::v1::{Node, Pod};
+use duostack_core::k8s_openapi::api::core::v1::{Node, Pod, PodSpec, PodStatus};
+use duostack_core::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use duostack_core::kinds::Kind;
 use duostack_core::kinds::node::node_host_ips;
 use duostack_core::kinds::pod::{HostStatus, host_status};
@@ -52,14 +53,45 @@ struct Cache {
     by_node: HashMap<String, HashSet<PodKey>>,
 }
 
+/// The parts of a pod `host_status` and `due` read: the cache holds every scheduled pod, so
+/// it keeps a few hundred bytes of each instead of the whole object.
+fn slim(pod: Pod) -> Pod {
+    let spec = pod.spec.map(|s| PodSpec {
+        node_name: s.node_name,
+        host_network: s.host_network,
+        ..Default::default()
+    });
+    let status = pod.status.map(|s| PodStatus {
+        phase: s.phase,
+        host_ip: s.host_ip,
+        host_ips: s.host_ips,
+        pod_ip: s.pod_ip,
+        pod_ips: s.pod_ips,
+        ..Default::default()
+    });
+    Pod {
+        metadata: ObjectMeta {
+            namespace: pod.metadata.namespace,
+            name: pod.metadata.name,
+            resource_version: pod.metadata.resource_version,
+            deletion_timestamp: pod.metadata.deletion_timestamp,
+            ..Default::default()
+        },
+        spec,
+        status,
+    }
+}
+
 impl Cache {
+    /// Caches a scheduled pod; one without a node has nothing to fill and is dropped.
     fn put_pod(&mut self, pod: Pod) -> PodKey {
         let key = pod_key(&pod);
         self.remove_pod(&key);
-        if let Some(n) = node_of(&pod) {
-            self.by_node.entry(n).or_default().insert(key.clone());
-        }
-        self.pods.insert(key.clone(), pod);
+        let Some(n) = node_of(&pod) else {
+            return key;
+        };
+        self.by_node.entry(n).or_default().insert(key.clone());
+        self.pods.insert(key.clone(), slim(pod));
         key
     }
 

@@ -33,6 +33,28 @@ enum Cmd {
         #[arg(long)]
         binary: Option<PathBuf>,
     },
+    /// Nodes created by 16 clients until every one has a podCIDR of each family.
+    Nodes {
+        #[arg(long, default_value_t = 5000)]
+        nodes: usize,
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
+    /// EndpointSlice reconcile latency: `--services` dual-stack Services with `--pods` ready
+    /// dual-stack pods each; then, one at a time, a pod's status changes and the time until
+    /// both of its Service's slices show the change is measured.
+    Endpointslices {
+        #[arg(long, default_value_t = 1000)]
+        services: usize,
+        #[arg(long, default_value_t = 10)]
+        pods: usize,
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
     /// Create/get throughput and latency, and idle RSS.
     Api {
         /// Concurrent clients per run.
@@ -334,6 +356,307 @@ async fn services(seconds: u64, total: usize, binary: PathBuf) -> anyhow::Result
     Ok(())
 }
 
+/// Runs `make(i)` requests for `i in 0..n` on `clients` connections; returns failures.
+async fn fill(
+    cluster: &Cluster,
+    clients: usize,
+    n: usize,
+    make: impl Fn(usize) -> (&'static str, String, String, serde_json::Value)
+    + Send
+    + Sync
+    + Clone
+    + 'static,
+) -> anyhow::Result<usize> {
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let mut client = cluster.client()?;
+        let make = make.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut failed = 0;
+            for i in (c..n).step_by(clients) {
+                let (method, path, ct, body) = make(i);
+                let ok = client
+                    .request(
+                        method,
+                        &path,
+                        Some(&ct),
+                        serde_json::to_vec(&body).unwrap_or_default(),
+                    )
+                    .await
+                    .is_ok_and(|r| r.status < 300);
+                if !ok {
+                    failed += 1;
+                }
+            }
+            failed
+        }));
+    }
+    let mut failed = 0;
+    for t in tasks {
+        failed += t.await?;
+    }
+    Ok(failed)
+}
+
+fn pod_cidr_count(node: &serde_json::Value) -> usize {
+    node["spec"]["podCIDRs"].as_array().map_or(0, Vec::len)
+}
+
+async fn nodes(n: usize, clients: usize, binary: PathBuf) -> anyhow::Result<()> {
+    // Room for the nodes in both families: 16,384 /24s and 65,536 /64s.
+    let cluster = Cluster::start(&binary, &["--cluster-cidr=10.64.0.0/10,fd00:10:244::/48"])?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_before = cluster.rss_kib().unwrap_or(0);
+    let cpu_before = cluster.pid().and_then(cpu_seconds).unwrap_or(0.0);
+    let mut client = cluster.client()?;
+    let list = client.get("/api/v1/nodes").await?.json();
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("0")
+        .to_owned();
+    let mut watch = client
+        .watch(&format!("/api/v1/nodes?watch=true&resourceVersion={rv}"))
+        .await?;
+    let started = Instant::now();
+    let creator = {
+        let cluster_clients: Vec<ApiClient> = (0..clients)
+            .map(|_| cluster.client())
+            .collect::<Result<_, _>>()?;
+        tokio::spawn(async move {
+            let mut tasks = Vec::new();
+            for (c, mut client) in cluster_clients.into_iter().enumerate() {
+                tasks.push(tokio::spawn(async move {
+                    let mut failed = 0;
+                    for i in (c..n).step_by(clients) {
+                        let body = json!({"apiVersion": "v1", "kind": "Node",
+                            "metadata": {"name": format!("node-{i:05}")}});
+                        if !client
+                            .post_json("/api/v1/nodes", &body)
+                            .await
+                            .is_ok_and(|r| r.status == 201)
+                        {
+                            failed += 1;
+                        }
+                    }
+                    failed
+                }));
+            }
+            let mut failed = 0;
+            for t in tasks {
+                failed += t.await.unwrap_or(1);
+            }
+            (failed, started.elapsed())
+        })
+    };
+    let mut done = std::collections::HashSet::new();
+    while done.len() < n {
+        let Some(ev) = watch.next(Duration::from_secs(30)).await else {
+            bail!("watch ended with {} of {n} nodes allocated", done.len());
+        };
+        let obj = &ev["object"];
+        if pod_cidr_count(obj) == 2 {
+            done.insert(obj["metadata"]["name"].as_str().unwrap_or("").to_owned());
+        }
+    }
+    let all = started.elapsed();
+    let (failed, created) = creator.await?;
+    let cpu = cluster.pid().and_then(cpu_seconds).unwrap_or(0.0) - cpu_before;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_after = cluster.rss_kib().unwrap_or(0);
+    // Check the result: every node has two ranges, none shared.
+    let list = client.get("/api/v1/nodes").await?.json();
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    let mut seen = std::collections::HashSet::new();
+    for node in &items {
+        for c in node["spec"]["podCIDRs"].as_array().into_iter().flatten() {
+            if !seen.insert(c.as_str().unwrap_or("").to_owned()) {
+                bail!("podCIDR {c} handed out twice");
+            }
+        }
+    }
+    println!(
+        "| nodes | clients | all created | all with both podCIDRs | failed creates | server CPU s | RSS before → after |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| {n} | {clients} | {:.2} s | {:.2} s | {failed} | {cpu:.1} | {:.1} → {:.1} MiB |",
+        created.as_secs_f64(),
+        all.as_secs_f64(),
+        rss_before as f64 / 1024.0,
+        rss_after as f64 / 1024.0
+    );
+    println!(
+        "checked: {} nodes, {} distinct podCIDRs",
+        items.len(),
+        seen.len()
+    );
+    Ok(())
+}
+
+fn slice_addresses(slice: &serde_json::Value) -> Vec<String> {
+    slice["endpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|e| e["addresses"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .collect()
+}
+
+fn pod_status(v4: &str, v6: &str) -> serde_json::Value {
+    json!({"status": {"phase": "Running", "podIP": v4,
+        "podIPs": [{"ip": v4}, {"ip": v6}],
+        "conditions": [{"type": "Ready", "status": "True"}]}})
+}
+
+async fn endpointslices(
+    services: usize,
+    pods: usize,
+    samples: usize,
+    binary: PathBuf,
+) -> anyhow::Result<()> {
+    let cluster = Cluster::start(
+        &binary,
+        &["--service-cluster-ip-range=10.96.0.0/16,fd00:10:96::/108"],
+    )?;
+    let ns = "/api/v1/namespaces/default";
+    let setup = Instant::now();
+    let failed = fill(&cluster, 16, services, move |i| {
+        (
+            "POST",
+            format!("{ns}/services"),
+            "application/json".into(),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": format!("svc-{i}")},
+            "spec": {"ipFamilyPolicy": "PreferDualStack", "selector": {"app": format!("svc-{i}")},
+                     "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}),
+        )
+    })
+    .await?;
+    let total = services * pods;
+    let failed = failed
+        + fill(&cluster, 16, total, move |i| {
+            let (s, p) = (i / pods, i % pods);
+            ("POST", format!("{ns}/pods"), "application/json".into(),
+             json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": format!("svc-{s}-pod-{p}"), "labels": {"app": format!("svc-{s}")}},
+                "spec": {"containers": [{"name": "c", "image": "nginx"}]}}))
+        })
+        .await?
+        + fill(&cluster, 16, total, move |i| {
+            let (s, p) = (i / pods, i % pods);
+            let v4 = format!("10.{}.{}.{}", 100 + s / 250, s % 250, p + 1);
+            let v6 = format!("fd00:10:244:{s:x}::{:x}", p + 1);
+            ("PATCH", format!("{ns}/pods/svc-{s}-pod-{p}/status"),
+             "application/merge-patch+json".into(), pod_status(&v4, &v6))
+        })
+        .await?;
+    if failed > 0 {
+        bail!("{failed} setup requests failed");
+    }
+    // Wait until the controller has caught up: every endpoint in a slice.
+    let mut client = cluster.client()?;
+    loop {
+        let list = client
+            .get("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices")
+            .await?
+            .json();
+        let n: usize = list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| slice_addresses(s).len())
+            .sum();
+        if n == 2 * total {
+            break;
+        }
+        if setup.elapsed() > Duration::from_secs(600) {
+            bail!("after 600 s the slices hold {n} of {} addresses", 2 * total);
+        }
+        eprintln!("waiting for slices: {n} of {} addresses", 2 * total);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let setup = setup.elapsed();
+    let rss = cluster.rss_kib().unwrap_or(0);
+
+    let list = client
+        .get("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?limit=1")
+        .await?
+        .json();
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("0")
+        .to_owned();
+    let mut watch = client
+        .watch(&format!(
+            "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?watch=true&resourceVersion={rv}"
+        ))
+        .await?;
+    let mut writer = cluster.client()?;
+    let mut lat_us = Vec::with_capacity(samples);
+    let mut write_us = Vec::with_capacity(samples);
+    let cpu_before = cluster.pid().and_then(cpu_seconds).unwrap_or(0.0);
+    for k in 0..samples {
+        let s = (k * 7919) % services;
+        let p = k % pods;
+        let v4 = format!("10.250.{}.{}", k / 250, k % 250 + 1);
+        let v6 = format!("fd00:99::{:x}", k + 1);
+        let body = serde_json::to_vec(&pod_status(&v4, &v6))?;
+        let t = Instant::now();
+        let r = writer
+            .request(
+                "PATCH",
+                &format!("{ns}/pods/svc-{s}-pod-{p}/status"),
+                Some("application/merge-patch+json"),
+                body,
+            )
+            .await?;
+        if r.status != 200 {
+            bail!("status write failed: {}", r.text());
+        }
+        write_us.push(t.elapsed().as_micros() as u64);
+        let (mut seen4, mut seen6) = (false, false);
+        while !(seen4 && seen6) {
+            let Some(ev) = watch.next(Duration::from_secs(10)).await else {
+                bail!("no slice update for svc-{s} within 10 s");
+            };
+            let obj = &ev["object"];
+            if obj["metadata"]["labels"]["kubernetes.io/service-name"]
+                != format!("svc-{s}").as_str()
+            {
+                continue;
+            }
+            let addrs = slice_addresses(obj);
+            seen4 |= addrs.contains(&v4);
+            seen6 |= addrs.contains(&v6);
+        }
+        lat_us.push(t.elapsed().as_micros() as u64);
+    }
+    let cpu = cluster.pid().and_then(cpu_seconds).unwrap_or(0.0) - cpu_before;
+    let pct = |v: &mut Vec<u64>, p: f64| {
+        v.sort_unstable();
+        v[((v.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0
+    };
+    println!(
+        "setup: {services} dual-stack Services, {total} dual-stack pods, all in slices after {:.1} s; RSS {:.1} MiB",
+        setup.as_secs_f64(),
+        rss as f64 / 1024.0
+    );
+    println!();
+    println!(
+        "| samples | status write p50 ms | both slices updated p50 ms | p99 ms | max ms | server CPU ms per change |"
+    );
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| {samples} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+        pct(&mut write_us, 0.5),
+        pct(&mut lat_us, 0.5),
+        pct(&mut lat_us, 0.99),
+        pct(&mut lat_us, 1.0),
+        cpu * 1000.0 / samples as f64
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -350,6 +673,29 @@ fn main() -> anyhow::Result<()> {
                 None => default_binary()?,
             };
             rt.block_on(services(seconds, total, binary))
+        }
+        Cmd::Nodes {
+            nodes: n,
+            clients,
+            binary,
+        } => {
+            let binary = match binary {
+                Some(b) => b,
+                None => default_binary()?,
+            };
+            rt.block_on(nodes(n, clients, binary))
+        }
+        Cmd::Endpointslices {
+            services,
+            pods,
+            samples,
+            binary,
+        } => {
+            let binary = match binary {
+                Some(b) => b,
+                None => default_binary()?,
+            };
+            rt.block_on(endpointslices(services, pods, samples, binary))
         }
         Cmd::Api {
             clients,
