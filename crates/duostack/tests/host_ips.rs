@@ -157,7 +157,7 @@ fn run(layout: Layout) {
     assert_eq!(ips(&p["status"]["hostIPs"]), host, "{}", layout.name);
 
     // Pod IP validation: two of one family is refused with Kubernetes' message and path.
-    let same = vec![node_ip(layout.primary(), 30), node_ip(layout.primary(), 31)];
+    let same = [node_ip(layout.primary(), 30), node_ip(layout.primary(), 31)];
     let err = c.kubectl_err(&[
         "patch",
         "pod",
