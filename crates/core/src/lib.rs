@@ -11,6 +11,7 @@ pub mod endpointslices;
 pub mod error;
 pub mod kinds;
 pub mod net;
+pub mod node_ip;
 pub mod node_ipam;
 pub mod openapi;
 pub mod patch;
