@@ -413,4 +413,169 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.flag, "service-node-port-range");
     }
+
+    /// Every rule of spec sections A.2-A.4, in table form: the flags, then the node prefix
+    /// of each cluster range in flag order, or the flag blamed and Kubernetes' message.
+    #[test]
+    fn cluster_cidr_and_mask_table() {
+        type Case = (
+            &'static str,
+            (u8, u8, u8),
+            Result<&'static [u8], (&'static str, &'static str)>,
+        );
+        const NOT_DUAL: &str = "len of ClusterCIDRs==2 and they are not configured as dual stack (at least one from each IPFamily";
+        const GENERIC_DUAL: &str =
+            "usage of --node-cidr-mask-size is not allowed with dual-stack clusters";
+        const GENERIC_AND_FAMILY: &str = "usage of --node-cidr-mask-size-ipv4 and --node-cidr-mask-size-ipv6 is not allowed if --node-cidr-mask-size is set. For dual-stack clusters please unset it and use IPFamily specific flags";
+        const TOO_SHORT: &str = "Controller: Invalid --cluster-cidr, mask size of cluster CIDR must be less than or equal to --node-cidr-mask-size configured for CIDR family";
+        let cases: &[Case] = &[
+            // Defaults, kept in flag order.
+            ("10.244.0.0/16", (0, 0, 0), Ok(&[24])),
+            ("fd00::/48", (0, 0, 0), Ok(&[64])),
+            ("10.244.0.0/16,fd00::/48", (0, 0, 0), Ok(&[24, 64])),
+            ("fd00::/48,10.244.0.0/16", (0, 0, 0), Ok(&[64, 24])),
+            // The whole value is trimmed once; elements are not.
+            (" 10.244.0.0/16,fd00::/48 ", (0, 0, 0), Ok(&[24, 64])),
+            (
+                "10.244.0.0/16, fd00::/48",
+                (0, 0, 0),
+                Err((
+                    "cluster-cidr",
+                    "invalid CIDR[1]: <nil> (invalid CIDR address:  fd00::/48)",
+                )),
+            ),
+            (
+                "10.244.0.0/16,",
+                (0, 0, 0),
+                Err((
+                    "cluster-cidr",
+                    "invalid CIDR[1]: <nil> (invalid CIDR address: )",
+                )),
+            ),
+            (
+                "",
+                (0, 0, 0),
+                Err((
+                    "cluster-cidr",
+                    "Controller: Must specify --cluster-cidr if --allocate-node-cidrs is set",
+                )),
+            ),
+            (
+                "  ",
+                (0, 0, 0),
+                Err((
+                    "cluster-cidr",
+                    "Controller: Must specify --cluster-cidr if --allocate-node-cidrs is set",
+                )),
+            ),
+            // Family mix is checked before the count.
+            (
+                "10.0.0.0/16,10.1.0.0/16",
+                (0, 0, 0),
+                Err(("cluster-cidr", NOT_DUAL)),
+            ),
+            (
+                "fd00::/48,fd01::/48",
+                (0, 0, 0),
+                Err(("cluster-cidr", NOT_DUAL)),
+            ),
+            (
+                "10.0.0.0/16,fd00::/48,10.1.0.0/16",
+                (0, 0, 0),
+                Err((
+                    "cluster-cidr",
+                    "length of clusterCIDRs is:3 more than max allowed of 2",
+                )),
+            ),
+            (
+                "10.0.0.0/16,10.1.0.0/16,10.2.0.0/16",
+                (0, 0, 0),
+                Err((
+                    "cluster-cidr",
+                    "len of ClusterCIDRs==3 and they are not configured as dual stack (at least one from each IPFamily",
+                )),
+            ),
+            // Dual-stack: per-family flags only.
+            ("10.244.0.0/16,fd00::/48", (0, 26, 0), Ok(&[26, 64])),
+            ("10.244.0.0/16,fd00::/48", (0, 0, 80), Ok(&[24, 80])),
+            ("fd00::/48,10.244.0.0/16", (0, 26, 80), Ok(&[80, 26])),
+            (
+                "10.244.0.0/16,fd00::/48",
+                (24, 0, 0),
+                Err(("node-cidr-mask-size", GENERIC_DUAL)),
+            ),
+            (
+                "10.244.0.0/16,fd00::/48",
+                (24, 24, 64),
+                Err(("node-cidr-mask-size", GENERIC_DUAL)),
+            ),
+            // Single-stack: the generic flag, or the matching family's.
+            ("10.244.0.0/16", (26, 0, 0), Ok(&[26])),
+            ("fd00::/48", (96, 0, 0), Ok(&[96])),
+            ("10.244.0.0/16", (0, 26, 0), Ok(&[26])),
+            ("fd00::/48", (0, 0, 96), Ok(&[96])),
+            (
+                "10.244.0.0/16",
+                (26, 25, 0),
+                Err(("node-cidr-mask-size", GENERIC_AND_FAMILY)),
+            ),
+            (
+                "fd00::/48",
+                (96, 0, 80),
+                Err(("node-cidr-mask-size", GENERIC_AND_FAMILY)),
+            ),
+            (
+                "fd00::/48",
+                (0, 24, 0),
+                Err((
+                    "node-cidr-mask-size-ipv4",
+                    "usage of --node-cidr-mask-size-ipv4 is not allowed for a single-stack IPv6 cluster",
+                )),
+            ),
+            (
+                "10.244.0.0/16",
+                (0, 0, 64),
+                Err((
+                    "node-cidr-mask-size-ipv6",
+                    "usage of --node-cidr-mask-size-ipv6 is not allowed for a single-stack IPv4 cluster",
+                )),
+            ),
+            // Cluster prefix longer than the node mask; equal is one node range.
+            ("10.0.0.0/30", (30, 0, 0), Ok(&[30])),
+            ("10.0.0.0/25", (0, 0, 0), Err(("cluster-cidr", TOO_SHORT))),
+            (
+                "10.244.0.0/16,fd00::/72",
+                (0, 0, 0),
+                Err(("cluster-cidr", TOO_SHORT)),
+            ),
+            (
+                "10.244.0.0/16,fd00::/48",
+                (0, 15, 0),
+                Err(("cluster-cidr", TOO_SHORT)),
+            ),
+        ];
+        for (cluster, (generic, v4, v6), want) in cases {
+            let f = NetworkFlags {
+                service_cluster_ip_range: "10.96.0.0/16".into(),
+                cluster_cidr: (*cluster).into(),
+                node_cidr_mask_size: *generic,
+                node_cidr_mask_size_ipv4: *v4,
+                node_cidr_mask_size_ipv6: *v6,
+                ..Default::default()
+            };
+            let got = NetworkConfig::from_flags(&f);
+            let what = format!("{cluster:?} masks {generic}/{v4}/{v6}");
+            match want {
+                Ok(prefixes) => {
+                    let c = got.unwrap_or_else(|e| panic!("{what}: {e}"));
+                    let have: Vec<u8> = c.cluster_ranges.iter().map(|r| r.node_prefix).collect();
+                    assert_eq!(have, *prefixes, "{what}");
+                }
+                Err((flag, message)) => {
+                    let e = got.expect_err(&what);
+                    assert_eq!((e.flag, e.message.as_str()), (*flag, *message), "{what}");
+                }
+            }
+        }
+    }
 }

@@ -144,7 +144,9 @@ fn go_ips(type_name: &str, ips: &[String]) -> BadValue {
     ))
 }
 
-/// `validatePodIPs` / `validateHostIPs`: one address per family, at most two, no duplicates.
+/// `validatePodIPs` / `validateHostIPs`: each a valid IP; more than one must be a dual-stack
+/// pair; no duplicates. Kubernetes runs every check, so an unparseable entry in a list of two
+/// also fails the dual-stack check, with the error of `IsDualStackIPStrings`.
 fn validate_ip_list(path: &FieldPath, type_name: &str, ips: &[String]) -> FieldErrors {
     let mut errs = Vec::new();
     for (i, ip) in ips.iter().enumerate() {
@@ -156,15 +158,25 @@ fn validate_ip_list(path: &FieldPath, type_name: &str, ips: &[String]) -> FieldE
             ));
         }
     }
-    if !errs.is_empty() || ips.len() <= 1 {
+    if ips.len() <= 1 {
         return errs;
     }
-    let fams: Vec<IpFamily> = ips
-        .iter()
-        .filter_map(|ip| parse_ip_sloppy(ip))
-        .map(|ip| IpFamily::of(&ip))
-        .collect();
-    let dual = fams.contains(&IpFamily::IPv4) && fams.contains(&IpFamily::IPv6);
+    let mut fams = Vec::new();
+    let mut check_failed = false;
+    for (i, ip) in ips.iter().enumerate() {
+        match parse_ip_sloppy(ip) {
+            Some(ip) => fams.push(IpFamily::of(&ip)),
+            None => {
+                errs.push(FieldError::internal(
+                    path,
+                    format!("failed to check for dual stack with error:invalid IP[{i}]: {ip}"),
+                ));
+                check_failed = true;
+                break;
+            }
+        }
+    }
+    let dual = !check_failed && fams.contains(&IpFamily::IPv4) && fams.contains(&IpFamily::IPv6);
     if !dual || ips.len() > 2 {
         errs.push(FieldError::invalid(
             path,
@@ -175,7 +187,14 @@ fn validate_ip_list(path: &FieldPath, type_name: &str, ips: &[String]) -> FieldE
     let mut seen = HashSet::new();
     for (i, ip) in ips.iter().enumerate() {
         if !seen.insert(ip) {
-            errs.push(FieldError::duplicate(path.index(i), ip));
+            // The whole entry is the bad value, printed as Go's `%#v` prints the struct.
+            errs.push(FieldError::duplicate(
+                path.index(i),
+                BadValue::Raw(format!(
+                    "core.{type_name}{{IP:{}}}",
+                    crate::error::go_quote(ip)
+                )),
+            ));
         }
     }
     errs
@@ -762,6 +781,70 @@ mod tests {
         assert_eq!(
             status(json!({"hostIPs": [{"ip": "10.0.0.1"}, {"ip": "10.0.0.1"}]}))[0],
             "status.hostIPs: Invalid value: []core.HostIP{core.HostIP{IP:\"10.0.0.1\"}, core.HostIP{IP:\"10.0.0.1\"}}: may specify no more than one IP for each IP family"
+        );
+        // The remaining rules of B.4, all errors in Kubernetes' order.
+        let table: &[(Value, &[&str])] = &[
+            (json!({"podIPs": [{"ip": "fd00::1"}]}), &[]),
+            (
+                json!({"podIPs": [{"ip": "fd00::1"}, {"ip": "10.0.0.1"}]}),
+                &[],
+            ),
+            (
+                json!({"podIPs": [{"ip": "10.244.1.4"}, {"ip": "10.244.1.4"}]}),
+                &[
+                    "status.podIPs: Invalid value: []core.PodIP{core.PodIP{IP:\"10.244.1.4\"}, core.PodIP{IP:\"10.244.1.4\"}}: may specify no more than one IP for each IP family",
+                    "status.podIPs[1]: Duplicate value: core.PodIP{IP:\"10.244.1.4\"}",
+                ],
+            ),
+            (
+                json!({"podIPs": [{"ip": "10.244.1.4"}, {"ip": "1.2.3"}]}),
+                &[
+                    "status.podIPs[1].ip: Invalid value: \"1.2.3\": must be a valid IP address",
+                    "status.podIPs: Internal error: failed to check for dual stack with error:invalid IP[1]: 1.2.3",
+                    "status.podIPs: Invalid value: []core.PodIP{core.PodIP{IP:\"10.244.1.4\"}, core.PodIP{IP:\"1.2.3\"}}: may specify no more than one IP for each IP family",
+                ],
+            ),
+            // Conversion puts a disagreeing hostIP first (it wins, as podIP does), so the
+            // `must be equal to hostIP` rule cannot fire through the API.
+            (
+                json!({"hostIP": "10.0.0.2", "hostIPs": [{"ip": "10.0.0.1"}, {"ip": "fd00::1"}]}),
+                &[],
+            ),
+            (
+                json!({"hostIP": "10.0.0.1", "hostIPs": [{"ip": "10.0.0.1"}, {"ip": "fd00::1"}]}),
+                &[],
+            ),
+            (
+                json!({"hostIP": "fd00::1", "hostIPs": [{"ip": "fd00::1"}, {"ip": "x"}]}),
+                &[
+                    "status.hostIPs[1].ip: Invalid value: \"x\": must be a valid IP address",
+                    "status.hostIPs: Internal error: failed to check for dual stack with error:invalid IP[1]: x",
+                    "status.hostIPs: Invalid value: []core.HostIP{core.HostIP{IP:\"fd00::1\"}, core.HostIP{IP:\"x\"}}: may specify no more than one IP for each IP family",
+                ],
+            ),
+        ];
+        for (st, want) in table {
+            assert_eq!(status(st.clone()), *want, "{st}");
+        }
+        let v = k
+            .decode(pod(json!({"status": {"hostIP": "10.0.0.2", "hostIPs": [{"ip": "10.0.0.1"}, {"ip": "fd00::1"}]}})))
+            .unwrap()
+            .value;
+        assert_eq!(v["status"]["hostIPs"], json!([{"ip": "10.0.0.2"}]));
+        // The rule itself, on a status conversion would not produce.
+        let direct = PodStatus {
+            host_ip: Some("10.0.0.2".into()),
+            host_ips: Some(vec![HostIP {
+                ip: "10.0.0.1".into(),
+            }]),
+            ..Default::default()
+        };
+        assert_eq!(
+            validate_status_ips(&direct)
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>(),
+            ["status.hostIPs[0].ip: Invalid value: \"10.0.0.1\": must be equal to `hostIP`"]
         );
         // podIP alone fills podIPs; podIP disagreeing with podIPs[0] wins.
         let v = k
