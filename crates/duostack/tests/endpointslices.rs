@@ -194,6 +194,15 @@ fn run(layout: Layout) {
     want.sort();
     assert_eq!(got, want, "{eps}");
     assert_eq!(eps["subsets"][0]["ports"][0]["port"], 8080);
+    // kubectl relays the server's deprecation warning, as with kube-apiserver 1.33+.
+    let out = c.kubectl(&["get", "endpoints", "dual"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "Warning: v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice"
+        ),
+        "{stderr}"
+    );
 
     // Change: a pod turns unready, another moves, a third goes away.
     set_status(&c, "p2", &ips["p2"], false);

@@ -353,7 +353,15 @@ async fn handle_inner(
                 .registry
                 .kind(&rp.group, &rp.version, &rp.plural)
                 .ok_or_else(ApiError::no_route)?;
-            resource(state, kind, rp, parts, body, format?).await
+            let deprecated = std::ptr::eq(kind.info(), &duostack_core::resource::ENDPOINTS);
+            let result = resource(state, kind, rp, parts, body, format?).await;
+            if !deprecated {
+                return result;
+            }
+            // kube-apiserver 1.33+ warns on every request for v1 Endpoints, failed ones too.
+            let mut resp = result.unwrap_or_else(|e| reply::error(&e));
+            reply::add_warnings(&mut resp, &[ENDPOINTS_DEPRECATED.to_owned()]);
+            Ok(resp)
         }
     }
 }
@@ -412,6 +420,9 @@ fn protobuf_to_json(body: Bytes, ct: Option<&str>) -> Result<(Bytes, Option<&str
     let json = serde_json::to_vec(&value).unwrap_or_default();
     Ok((Bytes::from(json), Some("application/json")))
 }
+
+const ENDPOINTS_DEPRECATED: &str =
+    "v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice";
 
 async fn resource(
     state: &Arc<State>,
