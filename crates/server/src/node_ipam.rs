@@ -24,7 +24,7 @@ use duostack_core::kinds::Kind;
 use duostack_core::net::{PodCidr, parse_cidr_sloppy};
 use duostack_core::node_ipam::{NodeIpamError, RangeAllocator};
 use duostack_core::resource::NODES;
-use duostack_store::{Compare, KeyValue, Op, RangeRequest, Txn};
+use duostack_store::{Compare, Op, Txn};
 use ipnet::IpNet;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
@@ -34,7 +34,7 @@ use crate::events::{Involved, record};
 use crate::hooks::{HookContext, Pending, RestHooks};
 use crate::informer::{self, Update};
 use crate::registry::{Registry, Target, store_error};
-use crate::repair::Reported;
+use crate::repair::{Reported, range_at};
 use crate::request::{FieldValidation, PatchType, WriteOptions};
 
 pub const POD_CIDR_PREFIX: &str = "/registry/allocations/podcidrs/";
@@ -674,23 +674,6 @@ pub struct PodCidrReport {
     pub not_allocated: Vec<String>,
     /// Keys no node holds (deleted).
     pub leaked: Vec<String>,
-}
-
-async fn range_at(
-    registry: &Registry,
-    prefix: &str,
-    revision: Option<i64>,
-) -> Result<(Vec<KeyValue>, i64), ApiError> {
-    let r = registry
-        .store
-        .range(RangeRequest {
-            prefix: prefix.to_owned(),
-            revision,
-            ..Default::default()
-        })
-        .await
-        .map_err(store_error)?;
-    Ok((r.kvs, r.revision))
 }
 
 /// Compares the ranges Nodes hold with the allocation keys at one revision and fixes what

@@ -62,7 +62,8 @@ impl Reported {
     }
 }
 
-async fn range_at(
+/// Everything under `prefix`, at `revision` (or the newest), with the revision read.
+pub(crate) async fn range_at(
     registry: &Registry,
     prefix: &str,
     revision: Option<i64>,
