@@ -2,6 +2,7 @@
 //! and `hostIP`/`hostIPs` conversion and validation (spec section B.4), Table columns.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Container, HostIP, Pod, PodIP, PodSpec, PodStatus};
 use serde_json::Value;
@@ -134,11 +135,16 @@ pub fn host_status(pod: &Pod, host_ips: &[String]) -> HostStatus {
     out
 }
 
+/// One `core.PodIP`/`core.HostIP` as Go's `%#v` prints it.
+fn go_ip(type_name: &str, ip: &str) -> String {
+    format!("core.{type_name}{{IP:{}}}", crate::error::go_quote(ip))
+}
+
 fn go_ips(type_name: &str, ips: &[String]) -> BadValue {
     BadValue::Raw(format!(
         "[]core.{type_name}{{{}}}",
         ips.iter()
-            .map(|ip| format!("core.{type_name}{{IP:{}}}", crate::error::go_quote(ip)))
+            .map(|ip| go_ip(type_name, ip))
             .collect::<Vec<_>>()
             .join(", ")
     ))
@@ -148,9 +154,10 @@ fn go_ips(type_name: &str, ips: &[String]) -> BadValue {
 /// pair; no duplicates. Kubernetes runs every check, so an unparseable entry in a list of two
 /// also fails the dual-stack check, with the error of `IsDualStackIPStrings`.
 fn validate_ip_list(path: &FieldPath, type_name: &str, ips: &[String]) -> FieldErrors {
+    let parsed: Vec<Option<IpAddr>> = ips.iter().map(|ip| parse_ip_sloppy(ip)).collect();
     let mut errs = Vec::new();
-    for (i, ip) in ips.iter().enumerate() {
-        if parse_ip_sloppy(ip).is_none() {
+    for (i, (ip, p)) in ips.iter().zip(&parsed).enumerate() {
+        if p.is_none() {
             errs.push(FieldError::invalid(
                 path.index(i).child("ip"),
                 ip,
@@ -161,22 +168,18 @@ fn validate_ip_list(path: &FieldPath, type_name: &str, ips: &[String]) -> FieldE
     if ips.len() <= 1 {
         return errs;
     }
-    let mut fams = Vec::new();
-    let mut check_failed = false;
-    for (i, ip) in ips.iter().enumerate() {
-        match parse_ip_sloppy(ip) {
-            Some(ip) => fams.push(IpFamily::of(&ip)),
-            None => {
-                errs.push(FieldError::internal(
-                    path,
-                    format!("failed to check for dual stack with error:invalid IP[{i}]: {ip}"),
-                ));
-                check_failed = true;
-                break;
-            }
-        }
+    let unparsed = parsed.iter().position(Option::is_none);
+    if let Some(i) = unparsed {
+        errs.push(FieldError::internal(
+            path,
+            format!(
+                "failed to check for dual stack with error:invalid IP[{i}]: {}",
+                ips[i]
+            ),
+        ));
     }
-    let dual = !check_failed && fams.contains(&IpFamily::IPv4) && fams.contains(&IpFamily::IPv6);
+    let has = |f: IpFamily| parsed.iter().flatten().any(|ip| IpFamily::of(ip) == f);
+    let dual = unparsed.is_none() && has(IpFamily::IPv4) && has(IpFamily::IPv6);
     if !dual || ips.len() > 2 {
         errs.push(FieldError::invalid(
             path,
@@ -187,13 +190,10 @@ fn validate_ip_list(path: &FieldPath, type_name: &str, ips: &[String]) -> FieldE
     let mut seen = HashSet::new();
     for (i, ip) in ips.iter().enumerate() {
         if !seen.insert(ip) {
-            // The whole entry is the bad value, printed as Go's `%#v` prints the struct.
+            // The whole entry is the bad value, printed as Go prints the struct.
             errs.push(FieldError::duplicate(
                 path.index(i),
-                BadValue::Raw(format!(
-                    "core.{type_name}{{IP:{}}}",
-                    crate::error::go_quote(ip)
-                )),
+                BadValue::Raw(go_ip(type_name, ip)),
             ));
         }
     }
