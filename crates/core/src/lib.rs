@@ -5,6 +5,7 @@
 //! async runtime, no HTTP, no store, no kernel. Time and randomness come in as arguments.
 
 pub mod alloc;
+pub mod backoff;
 pub mod config;
 pub mod decode;
 pub mod endpointslices;

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use duostack_core::alloc::AllocError;
 use duostack_core::alloc::ip::IpAllocator;
+use duostack_core::alloc::ledger::{self, Ledger};
 use duostack_core::alloc::port::PortAllocator;
 use duostack_core::config::NetworkConfig;
 use duostack_core::error::{ApiError, FieldError};
@@ -20,7 +21,7 @@ use duostack_core::k8s_openapi::api::core::v1::Service;
 use duostack_core::kinds::service_ips::{
     self, AllocFailure, AllocOps, ServiceError, ServiceNetwork,
 };
-use duostack_core::net::{IpFamily, normalize, parse_ip_sloppy};
+use duostack_core::net::{IpFamily, ServiceCidr, normalize, parse_ip_sloppy};
 use duostack_core::resource::SERVICES;
 use duostack_store::{Compare, Op};
 use serde_json::{Value, json};
@@ -51,12 +52,106 @@ const DYNAMIC: usize = 1;
 struct Range {
     alloc: IpAllocator,
     counters: Counters,
+    /// The first address of the range, kept for the `kubernetes` Service.
+    reserved: IpAddr,
+    /// Whether `reserved` is marked used in `alloc` only to keep it from other Services (no
+    /// Service holds it): counted neither as allocated nor as available.
+    placeholder: bool,
+}
+
+impl Range {
+    fn new(cidr: ServiceCidr) -> Self {
+        let alloc = IpAllocator::new(cidr);
+        let reserved = first_address(cidr);
+        let mut r = Self {
+            alloc,
+            counters: Counters::default(),
+            reserved,
+            placeholder: false,
+        };
+        r.hold_reserved();
+        r
+    }
+
+    /// Keeps the reserved address from dynamic allocation and from other Services.
+    fn hold_reserved(&mut self) {
+        if self.alloc.allocate(self.reserved).is_ok() {
+            self.placeholder = true;
+        }
+    }
+
+    /// Marks an address used because the store holds it.
+    fn occupy(&mut self, ip: IpAddr) {
+        if ip == self.reserved && self.placeholder {
+            self.placeholder = false;
+        } else {
+            let _ = self.alloc.allocate(ip);
+        }
+    }
+
+    /// Frees an address no Service holds any more; the reserved one goes back to being held.
+    fn free(&mut self, ip: IpAddr) {
+        if ip == self.reserved {
+            self.placeholder = true;
+        } else {
+            self.alloc.release(ip);
+        }
+    }
+
+    /// Addresses Services hold, as memory sees them.
+    fn held(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.alloc
+            .allocated()
+            .filter(move |ip| !(self.placeholder && *ip == self.reserved))
+    }
+
+    fn allocated(&self) -> u128 {
+        self.alloc.used() - u128::from(self.placeholder)
+    }
+}
+
+/// The first address of a service range: the `kubernetes` Service's ClusterIP in the primary
+/// range, and kept free of other Services in every range.
+pub fn first_address(cidr: ServiceCidr) -> IpAddr {
+    match cidr.net().network() {
+        IpAddr::V4(v4) => IpAddr::V4(u32::from(v4).wrapping_add(1).into()),
+        IpAddr::V6(v6) => IpAddr::V6(u128::from(v6).wrapping_add(1).into()),
+    }
 }
 
 struct State {
     ranges: Vec<Range>,
     ports: PortAllocator,
     port_counters: Counters,
+    ip_ledger: Ledger<IpAddr>,
+    port_ledger: Ledger<i32>,
+}
+
+impl State {
+    fn range_of(&mut self, ip: IpAddr) -> Option<&mut Range> {
+        self.ranges.iter_mut().find(|r| r.alloc.contains(ip))
+    }
+
+    fn free_ip(&mut self, ip: IpAddr) {
+        if let Some(r) = self.range_of(ip) {
+            r.free(ip);
+        }
+    }
+
+    fn occupy_ip(&mut self, ip: IpAddr) {
+        if let Some(r) = self.range_of(ip) {
+            r.occupy(ip);
+        }
+    }
+}
+
+/// What a comparison of memory with the store changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MemoryRepair {
+    /// Values memory held that no allocation key backs (leaked reservations), now free.
+    pub freed: Vec<String>,
+    /// Values the store holds that memory had as free, now marked used.
+    pub marked: Vec<String>,
 }
 
 /// The allocators of one server, shared by all requests.
@@ -74,10 +169,7 @@ impl ServiceAllocations {
         let ranges = network
             .service_cidrs
             .iter()
-            .map(|c| Range {
-                alloc: IpAllocator::new(*c),
-                counters: Counters::default(),
-            })
+            .map(|c| Range::new(*c))
             .collect();
         let ports = PortAllocator::new(network.node_port_range);
         Self {
@@ -87,6 +179,8 @@ impl ServiceAllocations {
                 ranges,
                 ports,
                 port_counters: Counters::default(),
+                ip_ledger: Ledger::default(),
+                port_ledger: Ledger::default(),
             }),
         }
     }
@@ -108,23 +202,6 @@ impl ServiceAllocations {
         self.lock().ports.contains(port)
     }
 
-    /// Replaces what memory holds with what the store holds.
-    pub fn rebuild(&self, ips: &[IpAddr], ports: &[i32]) {
-        let mut st = self.lock();
-        for r in st.ranges.iter_mut() {
-            r.alloc = IpAllocator::new(r.alloc.cidr());
-        }
-        st.ports = PortAllocator::new(self.network.node_port_range);
-        for ip in ips {
-            if let Some(r) = st.ranges.iter_mut().find(|r| r.alloc.contains(*ip)) {
-                let _ = r.alloc.allocate(*ip);
-            }
-        }
-        for p in ports {
-            let _ = st.ports.allocate(*p);
-        }
-    }
-
     /// Marks a key found taken in the store as used.
     pub fn mark_key(&self, key: &str) {
         let mut st = self.lock();
@@ -132,14 +209,14 @@ impl ServiceAllocations {
             .strip_prefix(CLUSTER_IP_PREFIX)
             .and_then(parse_ip_sloppy)
         {
-            if let Some(r) = st.ranges.iter_mut().find(|r| r.alloc.contains(ip)) {
-                let _ = r.alloc.allocate(ip);
-            }
+            st.occupy_ip(ip);
+            st.ip_ledger.touch(ip);
         } else if let Some(p) = key
             .strip_prefix(NODE_PORT_PREFIX)
             .and_then(|p| p.parse::<i32>().ok())
         {
             let _ = st.ports.allocate(p);
+            st.port_ledger.touch(p);
         }
     }
 
@@ -150,15 +227,83 @@ impl ServiceAllocations {
             .strip_prefix(CLUSTER_IP_PREFIX)
             .and_then(parse_ip_sloppy)
         {
-            for r in st.ranges.iter_mut() {
-                r.alloc.release(ip);
-            }
+            st.free_ip(ip);
+            st.ip_ledger.touch(ip);
         } else if let Some(p) = key
             .strip_prefix(NODE_PORT_PREFIX)
             .and_then(|p| p.parse::<i32>().ok())
         {
             st.ports.release(p);
+            st.port_ledger.touch(p);
         }
+    }
+
+    /// Starts a comparison of memory with the store: call before reading the allocation keys
+    /// that [`ServiceAllocations::finish_reconcile`] is then given.
+    pub fn begin_reconcile(&self) {
+        let mut st = self.lock();
+        st.ip_ledger.begin();
+        st.port_ledger.begin();
+    }
+
+    /// Makes memory match the allocation keys read since
+    /// [`ServiceAllocations::begin_reconcile`], except for values requests have in flight or
+    /// changed meanwhile. Heals any leak a failed request left in memory.
+    pub fn finish_reconcile(&self, ips: &[IpAddr], ports: &[i32]) -> MemoryRepair {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let skip_ips = st.ip_ledger.finish();
+        let skip_ports = st.port_ledger.finish();
+        let memory_ips: Vec<IpAddr> = st.ranges.iter().flat_map(Range::held).collect();
+        // Keys outside the ranges (a range that was changed) have nothing to mark.
+        let store_ips: Vec<IpAddr> = ips
+            .iter()
+            .map(|ip| normalize(*ip))
+            .filter(|ip| st.ranges.iter().any(|r| r.alloc.contains(*ip)))
+            .collect();
+        let ip_plan = ledger::reconcile(memory_ips, store_ips, &skip_ips);
+        let store_ports: Vec<i32> = ports
+            .iter()
+            .copied()
+            .filter(|p| st.ports.contains(*p))
+            .collect();
+        let port_plan = ledger::reconcile(
+            st.ports.allocated().collect::<Vec<_>>(),
+            store_ports,
+            &skip_ports,
+        );
+        let mut out = MemoryRepair::default();
+        for ip in ip_plan.release {
+            st.free_ip(ip);
+            out.freed.push(ip.to_string());
+        }
+        for ip in ip_plan.occupy {
+            st.occupy_ip(ip);
+            out.marked.push(ip.to_string());
+        }
+        for p in port_plan.release {
+            st.ports.release(p);
+            out.freed.push(p.to_string());
+        }
+        for p in port_plan.occupy {
+            let _ = st.ports.allocate(p);
+            out.marked.push(p.to_string());
+        }
+        out
+    }
+
+    /// Ends a comparison whose store read failed.
+    pub fn finish_reconcile_aborted(&self) {
+        let mut st = self.lock();
+        st.ip_ledger.finish();
+        st.port_ledger.finish();
+    }
+
+    /// Marks `key` used in memory without a store write, as a bug that leaks a reservation
+    /// would. Only for tests of the repair pass.
+    #[doc(hidden)]
+    pub fn leak_for_test(&self, key: &str) {
+        self.mark_key(key);
     }
 
     /// Allocated and free counts per range, for tests and the repair report.
@@ -166,8 +311,19 @@ impl ServiceAllocations {
         self.lock()
             .ranges
             .iter()
-            .map(|r| (r.alloc.cidr().to_string(), r.alloc.used(), r.alloc.free()))
+            .map(|r| (r.alloc.cidr().to_string(), r.allocated(), r.alloc.free()))
             .collect()
+    }
+
+    /// Allocated node ports.
+    pub fn ports_used(&self) -> u128 {
+        self.lock().ports.used()
+    }
+
+    /// Reservations of requests that have not committed or given up yet.
+    pub fn inflight(&self) -> (usize, usize) {
+        let st = self.lock();
+        (st.ip_ledger.inflight(), st.port_ledger.inflight())
     }
 
     /// Prometheus text exposition of the allocators, kept incrementally (nothing is counted
@@ -199,7 +355,7 @@ impl ServiceAllocations {
                 out,
                 "kube_apiserver_clusterip_allocator_allocated_ips{{{}}} {}",
                 labels(r),
-                r.alloc.used()
+                r.allocated()
             );
         }
         gauge(
@@ -291,20 +447,52 @@ impl ServiceAllocations {
 }
 
 /// One request's allocations: reservations made now, releases deferred to the commit.
+///
+/// Every reservation is given back unless the operation is turned into a [`Pending`] (which
+/// then owns it until the store transaction commits or fails): a request that fails half way,
+/// after some of its values were reserved, leaks nothing, whichever step failed.
 struct Operation {
     alloc: Arc<ServiceAllocations>,
     dry_run: bool,
+    /// The request is the `kubernetes` Service's, which may take the reserved first address.
+    apiserver: bool,
     reserved_ips: Vec<IpAddr>,
     reserved_ports: Vec<i32>,
     released_ips: Vec<IpAddr>,
     released_ports: Vec<i32>,
 }
 
-fn failure(e: AllocError, range: &str, family: IpFamily) -> AllocFailure {
+impl Drop for Operation {
+    fn drop(&mut self) {
+        let (ips, ports) = (
+            std::mem::take(&mut self.reserved_ips),
+            std::mem::take(&mut self.reserved_ports),
+        );
+        give_back(&self.alloc, ips, ports);
+    }
+}
+
+/// Frees reservations that did not reach the store.
+fn give_back(alloc: &ServiceAllocations, ips: Vec<IpAddr>, ports: Vec<i32>) {
+    if ips.is_empty() && ports.is_empty() {
+        return;
+    }
+    let mut st = alloc.lock();
+    for ip in ips {
+        st.free_ip(ip);
+        st.ip_ledger.settle(ip);
+    }
+    for p in ports {
+        st.ports.release(p);
+        st.port_ledger.settle(p);
+    }
+}
+
+/// Kubernetes' reason when a range has nothing left (`range is full`, answered as an internal
+/// error), followed by which range it is.
+fn failure(e: AllocError, range: &dyn std::fmt::Display, what: &str) -> AllocFailure {
     match e {
-        AllocError::Full => AllocFailure::Exhausted(format!(
-            "range is full: no free {family} address left in {range}"
-        )),
+        AllocError::Full => AllocFailure::Exhausted(format!("{e}: no free {what} left in {range}")),
         other => AllocFailure::Rejected(other.to_string()),
     }
 }
@@ -315,14 +503,14 @@ impl AllocOps for Operation {
         family: IpFamily,
         requested: Option<&str>,
     ) -> Result<String, AllocFailure> {
-        let mut st = self.alloc.lock();
+        let mut guard = self.alloc.lock();
+        let st = &mut *guard;
         let Some(r) = st.ranges.iter_mut().find(|r| r.alloc.family() == family) else {
             return Err(AllocFailure::Rejected(format!(
                 "{family} is not configured on this cluster"
             )));
         };
-        let range = r.alloc.cidr().to_string();
-        match requested {
+        let (ip, text) = match requested {
             Some(text) => {
                 let ip = parse_ip_sloppy(text).ok_or_else(|| {
                     AllocFailure::Rejected(format!("{text} is not a valid IP address"))
@@ -332,24 +520,27 @@ impl AllocOps for Operation {
                 } else {
                     DYNAMIC
                 };
-                let res = if self.dry_run {
+                let apiserver_takes_reserved =
+                    self.apiserver && r.placeholder && normalize(ip) == r.reserved;
+                let res = if apiserver_takes_reserved {
+                    Ok(())
+                } else if self.dry_run {
                     r.alloc.check(ip)
                 } else {
                     r.alloc.allocate(ip)
                 };
-                match res {
-                    Ok(()) => {
-                        if !self.dry_run {
-                            r.counters.allocations[scope] += 1;
-                            self.reserved_ips.push(ip);
-                        }
-                        Ok(text.to_owned())
-                    }
-                    Err(e) => {
-                        r.counters.errors[scope] += 1;
-                        Err(failure(e, &range, family))
-                    }
+                if let Err(e) = res {
+                    r.counters.errors[scope] += 1;
+                    return Err(failure(e, &r.alloc.cidr(), &format!("{family} address")));
                 }
+                if self.dry_run {
+                    return Ok(text.to_owned());
+                }
+                if apiserver_takes_reserved {
+                    r.placeholder = false;
+                }
+                r.counters.allocations[scope] += 1;
+                (normalize(ip), text.to_owned())
             }
             None => {
                 let random: u128 = rand::random();
@@ -358,37 +549,38 @@ impl AllocOps for Operation {
                 } else {
                     r.alloc.allocate_next(random)
                 };
-                match res {
-                    Ok(ip) => {
-                        if !self.dry_run {
-                            let scope = if r.alloc.in_static_band(ip) {
-                                STATIC
-                            } else {
-                                DYNAMIC
-                            };
-                            r.counters.allocations[scope] += 1;
-                            self.reserved_ips.push(ip);
-                        }
-                        Ok(ip.to_string())
-                    }
+                let ip = match res {
+                    Ok(ip) => ip,
                     Err(e) => {
                         r.counters.errors[DYNAMIC] += 1;
-                        Err(failure(e, &range, family))
+                        return Err(failure(e, &r.alloc.cidr(), &format!("{family} address")));
                     }
+                };
+                if self.dry_run {
+                    return Ok(ip.to_string());
                 }
+                let scope = if r.alloc.in_static_band(ip) {
+                    STATIC
+                } else {
+                    DYNAMIC
+                };
+                r.counters.allocations[scope] += 1;
+                (ip, ip.to_string())
             }
-        }
+        };
+        st.ip_ledger.reserve(ip);
+        self.reserved_ips.push(ip);
+        Ok(text)
     }
 
     fn release_ip(&mut self, ip: &str) {
         if let Some(ip) = parse_ip_sloppy(ip) {
-            self.released_ips.push(ip);
+            self.released_ips.push(normalize(ip));
         }
     }
 
     fn allocate_port(&mut self, requested: Option<i32>) -> Result<i32, AllocFailure> {
         let mut st = self.alloc.lock();
-        let range = st.ports.range().to_string();
         let res = match (requested, self.dry_run) {
             (Some(p), true) => st.ports.check(p).map(|_| p),
             (Some(p), false) => st.ports.allocate(p).map(|_| p),
@@ -399,19 +591,14 @@ impl AllocOps for Operation {
             Ok(p) => {
                 if !self.dry_run {
                     st.port_counters.allocations[DYNAMIC] += 1;
+                    st.port_ledger.reserve(p);
                     self.reserved_ports.push(p);
                 }
                 Ok(p)
             }
-            Err(AllocError::Full) => {
-                st.port_counters.errors[DYNAMIC] += 1;
-                Err(AllocFailure::Exhausted(format!(
-                    "range is full: no free port left in {range}"
-                )))
-            }
             Err(e) => {
                 st.port_counters.errors[DYNAMIC] += 1;
-                Err(AllocFailure::Rejected(e.to_string()))
+                Err(failure(e, &st.ports.range(), "port"))
             }
         }
     }
@@ -422,10 +609,14 @@ impl AllocOps for Operation {
 }
 
 impl Operation {
-    fn new(alloc: &Arc<ServiceAllocations>, dry_run: bool) -> Self {
+    fn new(alloc: &Arc<ServiceAllocations>, dry_run: bool, owner: &Value) -> Self {
+        let apiserver = owner.pointer("/metadata/namespace").and_then(Value::as_str)
+            == Some(APISERVER_SERVICE.0)
+            && owner.pointer("/metadata/name").and_then(Value::as_str) == Some(APISERVER_SERVICE.1);
         Self {
             alloc: alloc.clone(),
             dry_run,
+            apiserver,
             reserved_ips: vec![],
             reserved_ports: vec![],
             released_ips: vec![],
@@ -433,15 +624,18 @@ impl Operation {
         }
     }
 
-    /// Turns the operation into the store writes and the in-memory follow-up.
-    fn into_pending(self, owner: &Value) -> Pending {
+    /// Turns the operation into the store writes and the in-memory follow-up; the returned
+    /// [`Pending`] now owns the reservations.
+    fn into_pending(mut self, owner: &Value) -> Pending {
+        let reserved_ips = std::mem::take(&mut self.reserved_ips);
+        let reserved_ports = std::mem::take(&mut self.reserved_ports);
         if self.dry_run {
             return Pending::default();
         }
         let owner_bytes = serde_json::to_vec(owner).unwrap_or_default();
         let mut compares = Vec::new();
         let mut ops = Vec::new();
-        for ip in &self.reserved_ips {
+        for ip in &reserved_ips {
             let k = ip_key(*ip);
             compares.push(Compare::ModRevision {
                 key: k.clone(),
@@ -452,7 +646,7 @@ impl Operation {
                 value: owner_bytes.clone().into(),
             });
         }
-        for p in &self.reserved_ports {
+        for p in &reserved_ports {
             let k = port_key(*p);
             compares.push(Compare::ModRevision {
                 key: k.clone(),
@@ -469,13 +663,13 @@ impl Operation {
             .released_ips
             .iter()
             .copied()
-            .filter(|ip| !self.reserved_ips.contains(ip))
+            .filter(|ip| !reserved_ips.contains(ip))
             .collect();
         let released_ports: Vec<i32> = self
             .released_ports
             .iter()
             .copied()
-            .filter(|p| !self.reserved_ports.contains(p))
+            .filter(|p| !reserved_ports.contains(p))
             .collect();
         for ip in &released_ips {
             ops.push(Op::Delete { key: ip_key(*ip) });
@@ -484,35 +678,34 @@ impl Operation {
             ops.push(Op::Delete { key: port_key(*p) });
         }
         let (commit_alloc, abort_alloc) = (self.alloc.clone(), self.alloc.clone());
-        let (reserved_ips, reserved_ports) = (self.reserved_ips, self.reserved_ports);
+        let (committed_ips, committed_ports) = (reserved_ips.clone(), reserved_ports.clone());
         Pending::new(
             compares,
             ops,
             move || {
                 let mut st = commit_alloc.lock();
+                for ip in committed_ips {
+                    st.ip_ledger.settle(ip);
+                }
+                for p in committed_ports {
+                    st.port_ledger.settle(p);
+                }
                 for ip in released_ips {
-                    for r in st.ranges.iter_mut() {
-                        r.alloc.release(ip);
-                    }
+                    st.free_ip(ip);
+                    st.ip_ledger.touch(ip);
                 }
                 for p in released_ports {
                     st.ports.release(p);
+                    st.port_ledger.touch(p);
                 }
             },
-            move || {
-                let mut st = abort_alloc.lock();
-                for ip in reserved_ips {
-                    for r in st.ranges.iter_mut() {
-                        r.alloc.release(ip);
-                    }
-                }
-                for p in reserved_ports {
-                    st.ports.release(p);
-                }
-            },
+            move || give_back(&abort_alloc, reserved_ips, reserved_ports),
         )
     }
 }
+
+/// The Service kube-apiserver keeps for itself, `(namespace, name)`.
+pub const APISERVER_SERVICE: (&str, &str) = ("default", "kubernetes");
 
 /// The owner recorded in an allocation key.
 fn owner(obj: &Value) -> Value {
@@ -569,7 +762,7 @@ impl RestHooks for ServiceHooks {
         let mut svc = to_service(obj)?;
         let name = svc.metadata.name.clone().unwrap_or_default();
         let legacy = legacy_family(ctx, &name)?;
-        let mut op = Operation::new(&self.alloc, ctx.dry_run);
+        let mut op = Operation::new(&self.alloc, ctx.dry_run, obj);
         service_ips::begin_create(
             &mut svc,
             self.alloc.service_network(),
@@ -595,7 +788,7 @@ impl RestHooks for ServiceHooks {
         let old_svc = to_service(old)?;
         let name = svc.metadata.name.clone().unwrap_or_default();
         let legacy = legacy_family(ctx, &name)?;
-        let mut op = Operation::new(&self.alloc, ctx.dry_run);
+        let mut op = Operation::new(&self.alloc, ctx.dry_run, new);
         service_ips::begin_update(
             &mut svc,
             &old_svc,
@@ -618,7 +811,7 @@ impl RestHooks for ServiceHooks {
         let Ok(svc) = to_service(old) else {
             return Pending::default();
         };
-        let mut op = Operation::new(&self.alloc, dry_run);
+        let mut op = Operation::new(&self.alloc, dry_run, old);
         service_ips::release_all(&svc, &mut op);
         op.into_pending(&owner(old))
     }

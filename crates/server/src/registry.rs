@@ -780,8 +780,10 @@ impl Registry {
                 }
                 return Err(ApiError::already_exists(t.gr(), &name));
             }
-            // The namespace changed, or a reservation was taken by someone else: learn and
-            // try again (dropping `pending` undoes this attempt's reservations).
+            // The namespace changed, or a reservation was taken by someone else: undo this
+            // attempt's reservations, then learn what the store holds (in that order, so the
+            // undo does not free what was just learned) and try again.
+            drop(pending);
             self.learn_conflicts(&hooks, &resp, hook_start);
         }
         Err(ApiError::timeout(
@@ -1076,6 +1078,7 @@ impl Registry {
                     warnings,
                 });
             }
+            drop(pending);
             self.learn_conflicts(&hooks, &resp, hook_start);
             if requested.is_some() && precondition.is_some() {
                 return Err(ApiError::stale(t.gr(), t.name));

@@ -9,7 +9,9 @@
 //! - one outside the configured ranges is reported (`ClusterIPOutOfRange`, `PortOutOfRange`);
 //! - a key no Service holds is released (`ClusterIPLeaked`, `PortLeaked`).
 //!
-//! At start it also rebuilds the in-memory allocators from the store.
+//! Then it compares the in-memory allocators with the keys, so that a reservation a request
+//! left behind in memory (a leak the store never saw) is freed within one pass; at start this
+//! fills memory from the store.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
@@ -45,6 +47,10 @@ pub struct RepairReport {
     pub not_allocated: Vec<String>,
     pub out_of_range: Vec<String>,
     pub leaked: Vec<String>,
+    /// Values memory held without a key (leaked reservations), freed.
+    pub memory_freed: Vec<String>,
+    /// Keys memory had as free, marked used.
+    pub memory_marked: Vec<String>,
 }
 
 /// Remembers what was already reported, so a persisting problem is one event, not one per pass.
@@ -118,7 +124,9 @@ fn owner_of(value: &[u8]) -> Owner {
     }
 }
 
-/// One repair pass. With `rebuild`, memory is replaced by what the store holds afterwards.
+/// One repair pass. Memory is then made to match the store's keys (see
+/// [`ServiceAllocations::finish_reconcile`]); `rebuild` says that memory starts empty (the
+/// pass at start), so filling it is not reported.
 pub async fn repair(
     registry: &Registry,
     alloc: &ServiceAllocations,
@@ -389,18 +397,44 @@ pub async fn repair(
         }
     }
 
-    if rebuild {
+    // Memory against the keys as they are now: heals whatever a request left reserved in
+    // memory without a key (a leak), and learns keys memory missed.
+    alloc.begin_reconcile();
+    let keys = async {
         let (ip_keys, _) = range_at(registry, CLUSTER_IP_PREFIX, None).await?;
         let (port_keys, _) = range_at(registry, NODE_PORT_PREFIX, None).await?;
-        let ips: Vec<IpAddr> = ip_keys
-            .iter()
-            .filter_map(|kv| parse_ip_sloppy(kv.key.strip_prefix(CLUSTER_IP_PREFIX)?))
-            .collect();
-        let ports: Vec<i32> = port_keys
-            .iter()
-            .filter_map(|kv| kv.key.strip_prefix(NODE_PORT_PREFIX)?.parse().ok())
-            .collect();
-        alloc.rebuild(&ips, &ports);
+        Ok::<_, ApiError>((ip_keys, port_keys))
+    }
+    .await;
+    let (ip_keys, port_keys) = match keys {
+        Ok(k) => k,
+        Err(e) => {
+            alloc.finish_reconcile_aborted();
+            return Err(e);
+        }
+    };
+    let ips: Vec<IpAddr> = ip_keys
+        .iter()
+        .filter_map(|kv| parse_ip_sloppy(kv.key.strip_prefix(CLUSTER_IP_PREFIX)?))
+        .collect();
+    let ports: Vec<i32> = port_keys
+        .iter()
+        .filter_map(|kv| kv.key.strip_prefix(NODE_PORT_PREFIX)?.parse().ok())
+        .collect();
+    let memory = alloc.finish_reconcile(&ips, &ports);
+    // At start memory is empty: filling it is not a finding.
+    if !rebuild {
+        for v in &memory.freed {
+            tracing::warn!(
+                value = %v,
+                "allocation held in memory without a key in the store (a leaked reservation); freed"
+            );
+        }
+        for v in &memory.marked {
+            tracing::warn!(value = %v, "allocation key in the store was free in memory; marked used");
+        }
+        report.memory_freed = memory.freed;
+        report.memory_marked = memory.marked;
     }
     Ok(report)
 }

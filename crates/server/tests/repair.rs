@@ -145,3 +145,101 @@ async fn repair_fixes_and_reports_inconsistencies() {
     }
     server.shutdown().await;
 }
+
+fn test_config(dir: &std::path::Path, repair_interval: Duration) -> ServerConfig {
+    ServerConfig {
+        listen: "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
+        data_dir: dir.to_owned(),
+        store: StoreConfig::Embedded,
+        compaction_interval: Duration::from_secs(300),
+        bookmark_interval: Duration::from_secs(60),
+        network: NetworkConfig::from_flags(&NetworkFlags::default()).unwrap(),
+        repair_interval,
+    }
+}
+
+async fn create_service(
+    server: &duostack_server::Server,
+    body: serde_json::Value,
+) -> Result<serde_json::Value, duostack_core::error::ApiError> {
+    let kind = server
+        .registry
+        .kind_for(&duostack_core::resource::SERVICES)
+        .unwrap();
+    let opts = duostack_server::request::WriteOptions {
+        dry_run: false,
+        field_manager: "test".into(),
+        field_validation: duostack_server::request::FieldValidation::Strict,
+        force: false,
+    };
+    server
+        .registry
+        .create(
+            kind,
+            Some("default"),
+            &serde_json::to_vec(&body).unwrap(),
+            duostack_core::decode::BodyFormat::Json,
+            &opts,
+        )
+        .await
+        .map(|o| o.object)
+}
+
+/// A reservation left in memory without a key (what a request that forgot to give one back
+/// would leave) is found and freed by one repair pass, and the periodic pass does it on its
+/// own within one interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_frees_reservations_leaked_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(test_config(dir.path(), Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    let alloc = server.allocations.clone();
+    let usage = || alloc.usage().iter().map(|u| u.1).collect::<Vec<_>>();
+    let before = (usage(), alloc.ports_used());
+    alloc.leak_for_test(&ip_key("10.96.9.9".parse().unwrap()));
+    alloc.leak_for_test(&ip_key("fd00:10:96::99".parse().unwrap()));
+    alloc.leak_for_test(&duostack_server::allocations::port_key(30099));
+    assert_ne!((usage(), alloc.ports_used()), before);
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "wants-it"},
+        "spec": {"type": "NodePort", "clusterIP": "10.96.9.9",
+                 "ports": [{"port": 80, "nodePort": 30099}]}});
+    let err = create_service(&server, svc.clone()).await.unwrap_err();
+    assert_eq!(err.code, 422, "{err}");
+
+    let report = repair(&server.registry, &alloc, &Reported::default(), false)
+        .await
+        .unwrap();
+    let mut freed = report.memory_freed.clone();
+    freed.sort();
+    assert_eq!(freed, ["10.96.9.9", "30099", "fd00:10:96::99"]);
+    assert!(report.memory_marked.is_empty(), "{report:?}");
+    assert_eq!((usage(), alloc.ports_used()), before);
+    let created = create_service(&server, svc).await.unwrap();
+    assert_eq!(created["spec"]["clusterIP"], "10.96.9.9");
+    // A second pass finds memory and store in agreement.
+    let again = repair(&server.registry, &alloc, &Reported::default(), false)
+        .await
+        .unwrap();
+    assert_eq!(again, duostack_server::repair::RepairReport::default());
+    server.shutdown().await;
+
+    // The periodic pass heals a leak by itself.
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(test_config(dir.path(), Duration::from_secs(1)))
+        .await
+        .unwrap();
+    let alloc = server.allocations.clone();
+    let before = alloc.usage();
+    alloc.leak_for_test(&ip_key("10.96.9.9".parse().unwrap()));
+    assert_ne!(alloc.usage(), before);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while alloc.usage() != before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "leak not healed within 5 s at a 1 s repair interval"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.shutdown().await;
+}

@@ -11,6 +11,7 @@
 pub mod bitmap;
 pub mod cidrset;
 pub mod ip;
+pub mod ledger;
 pub mod port;
 
 /// Why an allocation failed; the texts are Kubernetes'.
