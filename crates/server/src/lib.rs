@@ -231,6 +231,7 @@ pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
     let repair_interval = config.repair_interval;
     let bg_ipam = node_ipam.clone();
     let network = config.network.clone();
+    let apiserver_network = config.network.clone();
     let task = tokio::spawn(async move {
         let ns = tokio::spawn(controllers::namespace_controller(bg_registry.clone()));
         let repairer = tokio::spawn(repair::repair_loop(
@@ -244,6 +245,11 @@ pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
         let ipam_controller = tokio::spawn(node_ipam::controller(bg_registry.clone(), bg_ipam));
         let host_ips = tokio::spawn(pod_host_ips::controller(bg_registry.clone()));
         let slices = tokio::spawn(endpointslices::controller(bg_registry.clone()));
+        let apiserver_service = tokio::spawn(bootstrap::kubernetes_service_controller(
+            bg_registry.clone(),
+            apiserver_network,
+            local_addr.port(),
+        ));
         let compactor = tokio::spawn(controllers::compactor(bg_registry, compaction));
         loop {
             tokio::select! {
@@ -279,6 +285,7 @@ pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
         ipam_controller.abort();
         host_ips.abort();
         slices.abort();
+        apiserver_service.abort();
     });
     tracing::info!(%local_addr, kubeconfig = %kubeconfig.display(), "duostack server listening");
     Ok(Server {
